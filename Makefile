@@ -1,0 +1,35 @@
+# The few commands people need. Each creates .venv on first use and installs the package into it.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+SHARED_DATA := $(abspath ../shared/data)
+
+# Point the data layer at ../shared/data when it sits beside the checkout (CI, benchmarks).
+ifneq ($(wildcard $(SHARED_DATA)/ml-latest-small),)
+export RECOMMENDER_DATA ?= $(SHARED_DATA)
+endif
+
+.PHONY: install run test bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)  ## every notebook end to end on ml-latest-small, reports written to reports/
+	$(BIN)/recommender run --dataset ml-latest-small
+
+test: $(STAMP)  ## the whole test suite
+	$(BIN)/python -m pytest -q
+
+bench: $(STAMP)  ## benchmarks that print figures (install the optional [bench] extra for Surprise)
+	$(BIN)/python -m pip install --quiet -e ".[bench]"
+	$(BIN)/python benchmarks/speed.py
+	$(BIN)/python benchmarks/scale.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info

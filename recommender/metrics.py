@@ -1,0 +1,211 @@
+"""Every metric of the project, with the exact definitions of ``shared/benchmarks/README.md``.
+
+Rating metrics take ``(true, pred)``. Top-N metrics work on a ``(users, K)`` array of
+recommended item indices and a users x items sparse matrix of relevant items, so they are
+vectorised and return per-user values (for bootstrap intervals) as well as means.
+Top-K selection is batched over users (:func:`top_k`): a users x movies score matrix is never
+materialised for more than ``batch_size`` users at a time.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterator
+
+import numpy as np
+import scipy.sparse as sp
+
+__all__ = [
+    "rmse",
+    "mae",
+    "top_k",
+    "iter_batches",
+    "ranking_metrics",
+    "coverage",
+    "classification_metrics",
+    "factorized_top_k_accuracy",
+    "novelty",
+    "popular_share",
+]
+
+ScoreFn = Callable[[np.ndarray], np.ndarray]
+_BATCH_CELLS = 2**23  # scores held at once: 8M float32 = 32 MB
+
+
+def rmse(true, pred) -> float:
+    """Root mean squared error over all pairs."""
+    true, pred = np.asarray(true, np.float64), np.asarray(pred, np.float64)
+    return float(np.sqrt(np.mean((true - pred) ** 2)))
+
+
+def mae(true, pred) -> float:
+    """Mean absolute error over all pairs."""
+    true, pred = np.asarray(true, np.float64), np.asarray(pred, np.float64)
+    return float(np.mean(np.abs(true - pred)))
+
+
+def iter_batches(n: int, n_items: int, batch_size: int | None = None) -> Iterator[slice]:
+    """Slices over ``n`` users sized so that one batch of scores stays about 32 MB."""
+    size = batch_size or max(1, _BATCH_CELLS // max(n_items, 1))
+    for start in range(0, n, size):
+        yield slice(start, min(start + size, n))
+
+
+def _top_k_rows(scores: np.ndarray, k: int) -> np.ndarray:
+    """Top ``k`` column indices per row, by descending score then ascending column index."""
+    n = scores.shape[1]
+    k = min(k, n)
+    if k == 0:
+        return np.empty((scores.shape[0], 0), np.int64)
+    kth = -np.partition(-scores, k - 1, axis=1)[:, k - 1:k]  # k-th largest per row
+    above = scores > kth
+    tied = scores == kth
+    need = k - above.sum(axis=1, keepdims=True)
+    chosen = above | (tied & (np.cumsum(tied, axis=1) <= need))  # lowest indices among ties
+    rows, cols = np.nonzero(chosen)
+    cols = cols.reshape(-1, k)
+    picked = np.take_along_axis(scores, cols, axis=1)
+    order = np.argsort(-picked, axis=1, kind="stable")  # stable: ties keep ascending index
+    return np.take_along_axis(cols, order, axis=1)
+
+
+def top_k(score_fn: ScoreFn, users: np.ndarray, k: int, n_items: int,
+          exclude: sp.csr_matrix | None = None, batch_size: int | None = None,
+          progress: bool = False) -> np.ndarray:
+    """The ``k`` best items for each user, batched over users.
+
+    Args:
+        score_fn: maps a batch of user indices to a ``(batch, n_items)`` score array.
+        users: user indices to rank for.
+        k: list length.
+        n_items: catalogue size (to size batches).
+        exclude: users x items matrix whose non-zeros are removed from the candidates
+            (the movies each user rated in train).
+        batch_size: users per batch (default: about 32 MB of scores).
+        progress: show a tqdm bar.
+
+    Returns:
+        ``(len(users), k)`` item indices, best first; ties go to the lower index (ascending
+        movieId). Slots left when a user has fewer than ``k`` candidates hold ``-1``.
+    """
+    from tqdm.auto import tqdm
+
+    users = np.asarray(users, np.int64)
+    out = np.full((len(users), k), -1, np.int64)
+    batches = list(iter_batches(len(users), n_items, batch_size))
+    for sl in tqdm(batches, desc="top-k", disable=not progress, leave=False):
+        batch = users[sl]
+        scores = np.array(score_fn(batch), dtype=np.float64, copy=True)
+        if exclude is not None:
+            sub = exclude[batch].tocoo()
+            scores[sub.row, sub.col] = -np.inf
+        picked = _top_k_rows(scores, k)
+        valid = np.isfinite(np.take_along_axis(scores, picked, axis=1))
+        out[sl, : picked.shape[1]] = np.where(valid, picked, -1)
+    return out
+
+
+def ranking_metrics(recommended: np.ndarray, relevant: sp.csr_matrix, k: int = 10) -> dict:
+    """Per-user precision, recall, NDCG, MAP and HR at ``k``.
+
+    Definitions (``shared/benchmarks/README.md``): precision = hits / k; recall = hits /
+    |relevant|; NDCG with binary gains, discount 1/log2(rank + 1) and ideal DCG over
+    min(k, |relevant|); MAP = sum of precision@rank at each hit rank / min(k, |relevant|);
+    HR = 1 if any hit. Rows of ``recommended`` pair with rows of ``relevant``; users with no
+    relevant item must be removed by the caller (they are undefined).
+
+    Returns:
+        ``{"precision": array, "recall": ..., "ndcg": ..., "map": ..., "hr": ...}``.
+    """
+    recommended = recommended[:, :k]
+    n_users = recommended.shape[0]
+    rows = np.repeat(np.arange(n_users), recommended.shape[1])
+    cols = recommended.ravel()
+    valid = cols >= 0
+    hits = np.zeros(len(cols), bool)
+    hits[valid] = np.asarray(relevant[rows[valid], cols[valid]]).ravel() > 0
+    hits = hits.reshape(recommended.shape)
+    n_rel = np.diff(relevant.indptr).astype(np.float64)
+    if (n_rel == 0).any():
+        raise ValueError("ranking_metrics: every user needs at least one relevant item")
+    ranks = np.arange(1, hits.shape[1] + 1)
+    discount = 1.0 / np.log2(ranks + 1)
+    n_hits = hits.sum(axis=1)
+    ideal_len = np.minimum(k, n_rel).astype(int)
+    ideal = np.cumsum(1.0 / np.log2(np.arange(1, k + 1) + 1))[ideal_len - 1]
+    precision_at_rank = np.cumsum(hits, axis=1) / ranks
+    return {
+        "precision": n_hits / k,
+        "recall": n_hits / n_rel,
+        "ndcg": (hits * discount).sum(axis=1) / ideal,
+        "map": (precision_at_rank * hits).sum(axis=1) / np.minimum(k, n_rel),
+        "hr": (n_hits > 0).astype(np.float64),
+    }
+
+
+def coverage(recommended: np.ndarray, n_items: int) -> float:
+    """Distinct items recommended to the evaluated users / catalogue size."""
+    items = recommended[recommended >= 0]
+    return float(len(np.unique(items)) / n_items) if n_items else 0.0
+
+
+def novelty(recommended: np.ndarray, item_counts: np.ndarray, n_users: int) -> float:
+    """Mean self-information -log2(popularity) of recommended items, popularity = share of
+    train users who rated the item. Higher means less obvious recommendations."""
+    items = recommended[recommended >= 0]
+    p = np.maximum(item_counts[items], 1) / max(n_users, 1)
+    return float(np.mean(-np.log2(p))) if len(items) else 0.0
+
+
+def popular_share(recommended: np.ndarray, item_counts: np.ndarray, top: float = 0.01) -> float:
+    """Share of recommendation slots taken by the ``top`` most popular items (by train count)."""
+    n_top = max(1, int(round(len(item_counts) * top)))
+    order = np.lexsort((np.arange(len(item_counts)), -item_counts))
+    is_top = np.zeros(len(item_counts), bool)
+    is_top[order[:n_top]] = True
+    items = recommended[recommended >= 0]
+    return float(is_top[items].mean()) if len(items) else 0.0
+
+
+def classification_metrics(true, prob, threshold: float = 0.5) -> dict:
+    """Accuracy, precision, recall, F1 (at ``threshold``), ROC-AUC and log loss for P(like)."""
+    from sklearn import metrics as skm
+
+    true = np.asarray(true).astype(int)
+    prob = np.clip(np.asarray(prob, np.float64), 1e-7, 1 - 1e-7)
+    pred = (prob >= threshold).astype(int)
+    both = len(np.unique(true)) == 2
+    return {
+        "accuracy": float(skm.accuracy_score(true, pred)),
+        "precision": float(skm.precision_score(true, pred, zero_division=0)),
+        "recall": float(skm.recall_score(true, pred, zero_division=0)),
+        "f1": float(skm.f1_score(true, pred, zero_division=0)),
+        "auc": float(skm.roc_auc_score(true, prob)) if both else float("nan"),
+        "log_loss": float(skm.log_loss(true, prob, labels=[0, 1])),
+        "positive_rate": float(true.mean()),
+    }
+
+
+def factorized_top_k_accuracy(score_fn: ScoreFn, users: np.ndarray, items: np.ndarray,
+                              n_items: int, ks=(1, 5, 10, 50, 100),
+                              batch_size: int | None = None) -> dict:
+    """TensorFlow Recommenders' FactorizedTopK "top-K accuracy".
+
+    The share of test pairs ``(user, item)`` whose item is among the user's top K over the
+    whole catalogue; seen movies are *not* excluded (that is how TFRS computes it, and how the
+    figures of seed 001 were made). A pair counts as in the top K when fewer than K items
+    score strictly higher than it.
+    """
+    users = np.asarray(users, np.int64)
+    items = np.asarray(items, np.int64)
+    order = np.argsort(users, kind="stable")
+    users, items = users[order], items[order]
+    unique, start = np.unique(users, return_index=True)
+    ranks = np.empty(len(users), np.int64)
+    bounds = np.append(start, len(users))
+    for sl in iter_batches(len(unique), n_items, batch_size):
+        scores = np.asarray(score_fn(unique[sl]))
+        for row, u in enumerate(range(sl.start, sl.stop)):
+            a, b = bounds[u], bounds[u + 1]
+            own = scores[row, items[a:b]]
+            ranks[a:b] = (scores[row][None, :] > own[:, None]).sum(axis=1)
+    return {f"top_{k}_accuracy": float(np.mean(ranks < k)) for k in ks}

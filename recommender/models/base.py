@@ -1,0 +1,172 @@
+"""The model interface every recommender of the project implements.
+
+A model is fitted on a ratings table and then answers three questions: the rating a user
+would give a movie (:meth:`Recommender.predict`, rating models only), a score for every
+catalogue movie for a batch of users (:meth:`Recommender.score`, which the batched top-K of
+:mod:`recommender.metrics` ranks), and its own persistence through the one artifact format.
+
+Subclasses fill five hooks: ``_fit``, ``_score``, ``_predict`` (rating models), ``_state`` and
+``_set_state``. Hyperparameters are the keys of ``defaults``; they are validated, saved with
+the artifact, and the shipped defaults are the values tuned on a validation slice of train.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from recommender.artifacts import read_artifact, write_artifact
+from recommender.metrics import top_k
+from recommender.preprocessing import IdEncoder, Interactions
+
+__all__ = ["Recommender", "Context"]
+
+
+class Context(dict):
+    """Side information a model may use: ``movies`` and ``tags`` tables (both optional)."""
+
+    @property
+    def movies(self) -> pd.DataFrame | None:
+        return self.get("movies")
+
+    @property
+    def tags(self) -> pd.DataFrame | None:
+        return self.get("tags")
+
+
+class Recommender:
+    """Base class: fit on ratings, predict ratings, score the catalogue, save and load."""
+
+    name: ClassVar[str] = "base"
+    predicts_ratings: ClassVar[bool] = False
+    defaults: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, seed: int = 0, **params: Any):
+        unknown = sorted(set(params) - set(self.defaults))
+        if unknown:
+            raise TypeError(f"{self.name}: unknown parameter(s) {', '.join(unknown)}; "
+                            f"known: {', '.join(sorted(self.defaults)) or 'none'}")
+        self.params: dict[str, Any] = {**self.defaults, **params}
+        self.seed = int(seed)
+        self.users: IdEncoder | None = None
+        self.items: IdEncoder | None = None
+        self.seen: sp.csr_matrix | None = None
+        self.global_mean = 0.0
+        self.rating_scale = (0.5, 5.0)
+        self.meta: dict[str, Any] = {}
+
+    # -- fitting ---------------------------------------------------------------------------
+
+    def fit(self, train: pd.DataFrame, movies: pd.DataFrame | None = None,
+            tags: pd.DataFrame | None = None) -> "Recommender":
+        """Fit on a ratings table (``userId, movieId, rating[, timestamp]``)."""
+        data = Interactions.from_ratings(train)
+        self.users, self.items = data.users, data.items
+        self.seen = data.matrix("binary")
+        self.global_mean = float(np.mean(data.rating))
+        self.rating_scale = (float(data.rating.min()), float(data.rating.max()))
+        self._fit(data, Context(movies=movies, tags=tags))
+        return self
+
+    def _fit(self, data: Interactions, context: Context) -> None:
+        raise NotImplementedError
+
+    # -- answering -------------------------------------------------------------------------
+
+    @property
+    def n_items(self) -> int:
+        return len(self.items)
+
+    def _check_fitted(self) -> None:
+        if self.items is None:
+            raise RuntimeError(f"{self.name}: call fit() or load() first")
+
+    def predict(self, users, movies) -> np.ndarray:
+        """Predicted ratings for raw ``(userId, movieId)`` pairs, clipped to the rating scale.
+
+        Users or movies unseen in train fall back to what the model knows (biases, the global
+        mean); they never raise.
+        """
+        self._check_fitted()
+        if not self.predicts_ratings:
+            raise TypeError(f"{self.name} ranks movies but does not predict ratings")
+        u = self.users.encode(np.asarray(users), unknown="missing")
+        i = self.items.encode(np.asarray(movies), unknown="missing")
+        return np.clip(self._predict(u, i), *self.rating_scale).astype(np.float32)
+
+    def _predict(self, user_index: np.ndarray, item_index: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def score(self, user_index: np.ndarray) -> np.ndarray:
+        """Scores ``(len(user_index), n_items)`` over the train catalogue; higher is better."""
+        self._check_fitted()
+        return self._score(np.asarray(user_index, np.int64))
+
+    def _score(self, user_index: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def recommend(self, user_id, k: int = 10, exclude_seen: bool = True,
+                  movies: pd.DataFrame | None = None) -> pd.DataFrame:
+        """Top ``k`` movies for one raw user id, as a table (with titles if ``movies`` given)."""
+        self._check_fitted()
+        u = self.users.encode([user_id], unknown="missing")
+        if u[0] < 0:
+            raise KeyError(f"userId {user_id} was not in the training data")
+        ranked = top_k(self.score, u, k, self.n_items, self.seen if exclude_seen else None)[0]
+        ranked = ranked[ranked >= 0]
+        out = pd.DataFrame({"rank": np.arange(1, len(ranked) + 1),
+                            "movieId": self.items.decode(ranked),
+                            "score": self.score(u)[0, ranked]})
+        if movies is not None:
+            out = out.merge(movies[["movieId", "title", "genres"]], on="movieId", how="left")
+        return out
+
+    # -- persistence -----------------------------------------------------------------------
+
+    def _state(self) -> dict[str, np.ndarray]:
+        return {}
+
+    def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
+        """Rebuild the fitted model from its arrays (and ``self.params``)."""
+
+    def save(self, path: str | Path) -> Path:
+        """Write the fitted model as an artifact folder (see :mod:`recommender.artifacts`)."""
+        self._check_fitted()
+        seen = self.seen.tocsr()
+        arrays = {"_users": self.users.ids, "_items": self.items.ids,
+                  "_seen_indptr": seen.indptr, "_seen_indices": seen.indices}
+        arrays.update(self._state())
+        meta = {**self.meta, "seed": self.seed, "global_mean": self.global_mean,
+                "rating_scale": list(self.rating_scale)}
+        return write_artifact(path, self.name, self.params, arrays, meta)
+
+    @classmethod
+    def from_artifact(cls, params: dict, arrays: dict[str, np.ndarray],
+                      meta: dict) -> "Recommender":
+        model = cls(seed=meta.get("seed", 0), **params)
+        model.users, model.items = IdEncoder(arrays["_users"]), IdEncoder(arrays["_items"])
+        model.seen = sp.csr_matrix(
+            (np.ones(len(arrays["_seen_indices"]), np.float32), arrays["_seen_indices"],
+             arrays["_seen_indptr"]), shape=(len(model.users), len(model.items)))
+        model.global_mean = float(meta["global_mean"])
+        model.rating_scale = tuple(meta["rating_scale"])
+        model.meta = {k: v for k, v in meta.items()
+                      if k not in ("seed", "global_mean", "rating_scale")}
+        model._set_state({k: v for k, v in arrays.items() if not k.startswith("_")})
+        return model
+
+    @staticmethod
+    def load(path: str | Path) -> "Recommender":
+        """Load any model of the project from an artifact folder."""
+        from recommender.models import model_class
+
+        name, params, arrays, meta = read_artifact(path)
+        return model_class(name).from_artifact(params, arrays, meta)
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
+        return f"{type(self).__name__}({args})"
