@@ -1,0 +1,216 @@
+"""The one custom training loop every TensorFlow model of the project trains through.
+
+A ``tf.function`` step with ``tf.GradientTape``; minibatches reshuffled every epoch from an
+explicit seed; early stopping on a validation metric computed on a slice carved from train
+(the test set is never seen here) with the best weights restored; a per-epoch history for
+plots; a tqdm bar; and a guard that stops with a clear error when the loss is NaN or infinite.
+
+Models hand the loop two things: the variables to train (any ``tf.Module``/Keras model built
+inside :func:`strategy` 's scope) and a loss function mapping a batch (a dict of tensors) to
+``(per_example_loss, regularisation)``. The loop averages per-example losses over the global
+batch, so the same model code runs under the default strategy and under ``MirroredStrategy``
+when GPUs are present.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+import keras
+
+__all__ = ["TrainingError", "TrainConfig", "History", "strategy", "set_seed", "fit_loop"]
+
+LossFn = Callable[[dict], tuple[tf.Tensor, tf.Tensor]]
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (the loss became NaN or infinite)."""
+
+
+@dataclass
+class TrainConfig:
+    """Loop settings shared by every model (each model ships tuned defaults for them)."""
+
+    epochs: int = 30
+    batch_size: int = 4096
+    learning_rate: float = 0.01
+    patience: int = 3
+    min_delta: float = 1e-4
+    optimizer: str = "adam"
+    jit_compile: bool = True
+    seed: int = 0
+    progress: bool = True
+
+
+@dataclass
+class History:
+    """Per-epoch loss and validation metric, and where the best weights came from."""
+
+    rows: list[dict] = field(default_factory=list)
+    best_epoch: int | None = None
+    best_value: float | None = None
+    stopped_early: bool = False
+    examples_seen: int = 0
+    seconds: float = 0.0
+
+    def frame(self) -> pd.DataFrame:
+        return pd.DataFrame(self.rows)
+
+    @property
+    def throughput(self) -> float:
+        """Training examples processed per second (validation time excluded)."""
+        train_seconds = sum(r["train_seconds"] for r in self.rows)
+        return self.examples_seen / train_seconds if train_seconds else 0.0
+
+    def to_dict(self) -> dict:
+        return {"rows": self.rows, "best_epoch": self.best_epoch, "best_value": self.best_value,
+                "stopped_early": self.stopped_early, "examples_seen": self.examples_seen,
+                "seconds": self.seconds}
+
+
+def strategy() -> tf.distribute.Strategy:
+    """``MirroredStrategy`` over the visible GPUs when there are any, else the default one.
+
+    Models create their variables inside ``strategy().scope()``.
+    """
+    if tf.config.list_logical_devices("GPU"):
+        return _mirrored()
+    return tf.distribute.get_strategy()
+
+
+_MIRRORED: tf.distribute.Strategy | None = None
+
+
+def _mirrored() -> tf.distribute.Strategy:
+    global _MIRRORED
+    if _MIRRORED is None:
+        _MIRRORED = tf.distribute.MirroredStrategy()
+    return _MIRRORED
+
+
+def set_seed(seed: int) -> None:
+    """Seed Python, numpy, TensorFlow and Keras in one call."""
+    keras.utils.set_random_seed(int(seed))
+
+
+def _optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:
+    options = {"adam": keras.optimizers.Adam, "adagrad": keras.optimizers.Adagrad,
+               "sgd": keras.optimizers.SGD}
+    if name not in options:
+        raise ValueError(f"unknown optimizer {name!r}; choose from {', '.join(options)}")
+    return options[name](learning_rate=learning_rate)
+
+
+def _snapshot(variables) -> list[np.ndarray]:
+    return [v.numpy().copy() for v in variables]
+
+
+def fit_loop(module: tf.Module, loss_fn: LossFn, data: dict[str, np.ndarray],
+             config: TrainConfig, validate: Callable[[], float] | None = None,
+             batch_fn: Callable[[dict, np.random.Generator], dict] | None = None,
+             description: str = "train") -> History:
+    """Train ``module``'s variables on ``data`` and return the history.
+
+    Args:
+        module: holds the trainable variables (built under :func:`strategy`'s scope).
+        loss_fn: batch dict -> (per-example loss ``[B]``, regularisation scalar).
+        data: equal-length numpy arrays, one example per row (shuffled every epoch).
+        config: epochs, batch size, learning rate, patience, optimizer, seed.
+        validate: returns the validation metric (lower is better) after each epoch; enables
+            early stopping with the best weights restored. Without it, the last epoch is kept.
+        batch_fn: optional numpy hook that turns a batch of rows into the model's inputs
+            (e.g. draws negatives); it receives the loop's seeded generator.
+        description: label for the progress bar.
+
+    Returns:
+        The :class:`History`.
+
+    Raises:
+        TrainingError: the loss became NaN or infinite.
+    """
+    from tqdm.auto import tqdm
+
+    set_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    strat = strategy()
+    n = len(next(iter(data.values())))
+    if n == 0:
+        raise ValueError("fit_loop: no training examples")
+    batch_size = min(config.batch_size, n)
+    replicas = strat.num_replicas_in_sync
+    with strat.scope():
+        optimizer = _optimizer(config.optimizer, config.learning_rate)
+    variables = module.trainable_variables
+
+    @tf.function(jit_compile=config.jit_compile, reduce_retracing=True)
+    def replica_step(batch):
+        with tf.GradientTape() as tape:
+            per_example, reg = loss_fn(batch)
+            loss = tf.nn.compute_average_loss(per_example, global_batch_size=batch_size)
+            loss += reg / replicas
+        grads = tape.gradient(loss, variables)
+        optimizer.apply_gradients(zip(grads, variables))
+        return loss
+
+    @tf.function(reduce_retracing=True)
+    def step(batch):
+        losses = strat.run(replica_step, args=(batch,))
+        return strat.reduce(tf.distribute.ReduceOp.SUM, losses, axis=None)
+
+    history = History()
+    best_weights = None
+    waited = 0
+    start = time.perf_counter()
+    bar = tqdm(range(1, config.epochs + 1), desc=description, disable=not config.progress,
+               leave=False)
+    for epoch in bar:
+        epoch_start = time.perf_counter()
+        order = rng.permutation(n)
+        total, steps = 0.0, 0
+        for lo in range(0, n - batch_size + 1, batch_size):  # full batches; order reshuffles
+            rows = order[lo: lo + batch_size]
+            batch = {k: v[rows] for k, v in data.items()}
+            if batch_fn is not None:
+                batch = batch_fn(batch, rng)
+            tensors = {k: tf.convert_to_tensor(v) for k, v in batch.items()}
+            if replicas > 1:
+                tensors = strat.experimental_distribute_values_from_function(
+                    lambda ctx, t=tensors: {k: tf.split(v, replicas)[ctx.replica_id_in_sync_group]
+                                            for k, v in t.items()})
+            total += float(step(tensors))
+            steps += 1
+        train_seconds = time.perf_counter() - epoch_start
+        history.examples_seen += steps * batch_size
+        loss = total / max(steps, 1)
+        if not math.isfinite(loss):
+            raise TrainingError(
+                f"{description}: the training loss became {loss} at epoch {epoch}; lower the "
+                f"learning rate (now {config.learning_rate:g}) or raise the regularisation")
+        row = {"epoch": epoch, "loss": loss, "train_seconds": train_seconds}
+        if validate is not None:
+            value = float(validate())
+            row["val"] = value
+            if history.best_value is None or value < history.best_value - config.min_delta:
+                history.best_value, history.best_epoch = value, epoch
+                best_weights = _snapshot(variables)
+                waited = 0
+            else:
+                waited += 1
+        history.rows.append(row)
+        bar.set_postfix({k: f"{v:.4f}" for k, v in row.items() if k in ("loss", "val")})
+        if validate is not None and waited >= config.patience:
+            history.stopped_early = True
+            break
+    if best_weights is not None:
+        for variable, value in zip(variables, best_weights):
+            variable.assign(value)
+    else:
+        history.best_epoch = len(history.rows)
+    history.seconds = time.perf_counter() - start
+    return history
