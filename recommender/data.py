@@ -89,6 +89,8 @@ class MovieLens:
         ratings: ``userId`` int32, ``movieId`` int32, ``rating`` float32, ``timestamp`` int64.
         movies: ``movieId``, ``title``, ``year`` (nullable Int64), ``genres`` (list of str).
         tags, links, users: present only where the release has them.
+        truth: for synthetic data only, the planted model the ratings were drawn from
+            (see :func:`recommender.synthetic.make_synthetic`).
     """
 
     name: str
@@ -99,6 +101,7 @@ class MovieLens:
     users: pd.DataFrame | None = None
     source: str = ""
     layout: str = field(default="csv")
+    truth: dict | None = field(default=None, repr=False)
 
     def describe(self) -> dict:
         """Counts, rating scale and sparsity, as plain numbers for a table or JSON."""

@@ -51,20 +51,28 @@ def iter_batches(n: int, n_items: int, batch_size: int | None = None) -> Iterato
 
 
 def _top_k_rows(scores: np.ndarray, k: int) -> np.ndarray:
-    """Top ``k`` column indices per row, by descending score then ascending column index."""
+    """Top ``k`` column indices per row, by descending score then ascending column index.
+
+    One ``argpartition`` pass finds a top-k set; only rows where the k-th score is tied with
+    columns left outside that set (rare, except for constant scorers) take the exact path.
+    """
     n = scores.shape[1]
     k = min(k, n)
     if k == 0:
         return np.empty((scores.shape[0], 0), np.int64)
-    kth = -np.partition(-scores, k - 1, axis=1)[:, k - 1:k]  # k-th largest per row
-    above = scores > kth
-    tied = scores == kth
-    need = k - above.sum(axis=1, keepdims=True)
-    chosen = above | (tied & (np.cumsum(tied, axis=1) <= need))  # lowest indices among ties
-    rows, cols = np.nonzero(chosen)
-    cols = cols.reshape(-1, k)
+    cols = np.argpartition(scores, n - k, axis=1)[:, n - k:] if k < n else \
+        np.broadcast_to(np.arange(n), scores.shape).copy()
     picked = np.take_along_axis(scores, cols, axis=1)
-    order = np.argsort(-picked, axis=1, kind="stable")  # stable: ties keep ascending index
+    kth = picked.min(axis=1, keepdims=True)
+    tied_rows = np.flatnonzero((scores >= kth).sum(axis=1) > k)
+    if len(tied_rows):
+        sub = scores[tied_rows]
+        above, tied = sub > kth[tied_rows], sub == kth[tied_rows]
+        need = k - above.sum(axis=1, keepdims=True)
+        chosen = above | (tied & (np.cumsum(tied, axis=1) <= need))  # lowest tied indices
+        cols[tied_rows] = np.nonzero(chosen)[1].reshape(-1, k)
+        picked[tied_rows] = np.take_along_axis(sub, cols[tied_rows], axis=1)
+    order = np.lexsort((cols, -picked), axis=1)  # score descending, then index ascending
     return np.take_along_axis(cols, order, axis=1)
 
 
@@ -94,7 +102,7 @@ def top_k(score_fn: ScoreFn, users: np.ndarray, k: int, n_items: int,
     batches = list(iter_batches(len(users), n_items, batch_size))
     for sl in tqdm(batches, desc="top-k", disable=not progress, leave=False):
         batch = users[sl]
-        scores = np.array(score_fn(batch), dtype=np.float64, copy=True)
+        scores = np.array(score_fn(batch), dtype=np.float32, copy=True)
         if exclude is not None:
             sub = exclude[batch].tocoo()
             scores[sub.row, sub.col] = -np.inf

@@ -17,6 +17,10 @@ MODELS: dict[str, str] = {
     "baseline": "recommender.models.baselines:Biases",
     "popularity": "recommender.models.baselines:Popularity",
     "ease": "recommender.models.baselines:EASE",
+    "ease-rated": "recommender.models.baselines:RatedEASE",
+    "regression": "recommender.models.factorization:Regression",
+    "classification": "recommender.models.factorization:Classification",
+    "softmax": "recommender.models.softmax:Softmax",
 }
 
 

@@ -83,22 +83,25 @@ class Popularity(Recommender):
 
 
 class EASE(Recommender):
-    """Embarrassingly Shallow Autoencoder (Steck 2019), closed form, on the binary matrix.
+    """Embarrassingly Shallow Autoencoder (Steck 2019), closed form.
 
     ``P = (X^T X + lambda I)^-1`` and ``B = I - P diagMat(1 / diag(P))``; a user's scores are
-    ``x_u B``. The item-item matrix is dense, so for large catalogues only the ``max_items``
-    most-rated movies are modelled (others score -inf): 20,000 movies take 1.6 GB in float32.
-    ``l2`` was tuned on a validation slice carved from the u20 train split.
+    ``x_u B``. With ``rating_weight = 0`` ``X`` is the binary matrix of the reference row;
+    otherwise each rating enters as ``max(1 + rating_weight * (r - user mean), 0.05)``, so a
+    movie the user loved pulls its neighbours up more than one they disliked. The item-item
+    matrix is dense, so only the ``max_items`` most-rated movies are modelled (others score
+    -inf): 20,000 movies take 1.6 GB in float32.
     """
 
     name = "ease"
-    defaults = {"l2": 200.0, "max_items": 20_000}
+    defaults = {"l2": 200.0, "rating_weight": 0.0, "max_items": 20_000}
 
     def _fit(self, data: Interactions, context: Context) -> None:
         counts = data.item_counts()
         order = np.lexsort((np.arange(data.n_items), -counts))
         self.kept = np.sort(order[: self.params["max_items"]])
-        X = data.matrix("binary")[:, self.kept]
+        self.inputs = self._inputs(data)
+        X = self.inputs[:, self.kept]
         gram = (X.T @ X).toarray().astype(np.float64)
         gram[np.diag_indices_from(gram)] += self.params["l2"]
         P = scipy.linalg.inv(gram, overwrite_a=True, check_finite=False)
@@ -106,9 +109,18 @@ class EASE(Recommender):
         B[np.diag_indices_from(B)] = 0.0
         self.B = B.astype(np.float32)
 
+    def _inputs(self, data: Interactions) -> sp.csr_matrix:
+        """The users x items input matrix: binary, or rating-weighted around each user's mean."""
+        weight = self.params["rating_weight"]
+        if not weight:
+            return data.matrix("binary")
+        u, r = data.user_index, data.rating.astype(np.float64)
+        user_mean = np.bincount(u, r, data.n_users) / np.maximum(data.user_counts(), 1)
+        values = np.maximum(1.0 + weight * (r - user_mean[u]), 0.05).astype(np.float32)
+        return sp.csr_matrix((values, (u, data.item_index)), shape=(data.n_users, data.n_items))
+
     def _score(self, user_index):
-        X = self.seen[user_index][:, self.kept]
-        part = np.asarray(X @ self.B)
+        part = np.asarray(self.inputs[user_index][:, self.kept] @ self.B)
         if len(self.kept) == self.n_items:
             return part
         scores = np.full((len(user_index), self.n_items), -np.inf, np.float32)
@@ -116,7 +128,19 @@ class EASE(Recommender):
         return scores
 
     def _state(self):
-        return {"kept": self.kept, "B": self.B}
+        x = self.inputs
+        return {"kept": self.kept, "B": self.B, "x_indptr": x.indptr, "x_indices": x.indices,
+                "x_data": x.data}
 
     def _set_state(self, arrays):
         self.kept, self.B = arrays["kept"], arrays["B"]
+        self.inputs = sp.csr_matrix((arrays["x_data"], arrays["x_indices"], arrays["x_indptr"]),
+                                    shape=self.seen.shape)
+
+
+class RatedEASE(EASE):
+    """EASE on rating-weighted inputs (``rating_weight`` and ``l2`` tuned on a validation
+    slice of the u20 train split: NDCG@10 0.2016 vs 0.1875 for binary EASE there)."""
+
+    name = "ease-rated"
+    defaults = {**EASE.defaults, "l2": 300.0, "rating_weight": 0.5}

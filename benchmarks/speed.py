@@ -1,0 +1,116 @@
+"""Training speed of our regression model against Surprise's SVD, in one run on one machine.
+
+1. u20 train split: Surprise SVD (defaults, 20 epochs) and our ``regression`` model run for the
+   same 20 epochs at ``--batch-size`` (no validation); prints rating-updates per second (ours:
+   steady state, i.e. epochs after the first, and in total including XLA compilation), RMSE on
+   the u20 test split for both, and the speed ratio. Our shipped defaults (early stopping, refit)
+   are timed too, for the RMSE they reach.
+2. ``--synthetic-ratings`` (default 25 million) synthetic ratings in the shape of MovieLens 25M:
+   seconds per epoch and peak resident memory.
+
+Surprise is the optional ``[bench]`` extra: ``pip install -e '.[bench]'`` (or
+``pip install scikit-surprise==1.1.5``).
+
+Usage: ``python benchmarks/speed.py [--synthetic-ratings 25000000] [--batch-size 16384]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from recommender import metrics
+from recommender.data import read_ratings
+from recommender.models import make_model
+from recommender.synthetic import make_synthetic
+
+U20 = Path(__file__).resolve().parents[2] / "shared" / "benchmarks" / "ml-latest-small-u20"
+EPOCHS = 20  # Surprise SVD's default
+
+
+def surprise_svd(train: pd.DataFrame, test: pd.DataFrame) -> dict:
+    """Fit Surprise's SVD with its defaults; rating-updates per second and test RMSE."""
+    try:
+        from surprise import SVD, Dataset, Reader
+    except ImportError:
+        raise SystemExit("Surprise is missing: pip install -e '.[bench]' "
+                         "(or pip install scikit-surprise==1.1.5)") from None
+    data = Dataset.load_from_df(train[["userId", "movieId", "rating"]],
+                                Reader(rating_scale=(0.5, 5)))
+    algo = SVD(n_epochs=EPOCHS, random_state=0)
+    start = time.perf_counter()
+    algo.fit(data.build_full_trainset())
+    seconds = time.perf_counter() - start
+    pred = [algo.predict(u, i).est for u, i in zip(test["userId"], test["movieId"])]
+    return {"seconds": seconds, "updates_per_s": EPOCHS * len(train) / seconds,
+            "rmse": metrics.rmse(test["rating"], pred)}
+
+
+def ours(train: pd.DataFrame, test: pd.DataFrame | None, **params) -> dict:
+    """Fit our regression model; steady-state and total updates per second, test RMSE."""
+    model = make_model("regression", **params)
+    start = time.perf_counter()
+    model.fit(train)
+    seconds = time.perf_counter() - start
+    history = model.history[-1]
+    rows = history.rows[1:] or history.rows
+    per_epoch = history.examples_seen / len(history.rows)
+    examples = sum(h.examples_seen for h in model.history)
+    out = {"seconds": seconds, "epochs": len(history.rows),
+           "steady_updates_per_s": per_epoch * len(rows) / sum(r["train_seconds"] for r in rows),
+           "total_updates_per_s": examples / seconds,
+           "seconds_per_epoch": float(np.median([r["train_seconds"] for r in rows]))}
+    if test is not None:
+        out["rmse"] = metrics.rmse(test["rating"], model.predict(test["userId"], test["movieId"]))
+    return out
+
+
+def peak_memory_gb() -> float:
+    """Peak resident memory of this process so far (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", type=Path, default=U20, help="folder with train.csv, test.csv")
+    parser.add_argument("--batch-size", type=int, default=16384)
+    parser.add_argument("--synthetic-ratings", type=int, default=25_000_000)
+    parser.add_argument("--synthetic-epochs", type=int, default=2)
+    args = parser.parse_args()
+
+    train, test = read_ratings(args.data / "train.csv"), read_ratings(args.data / "test.csv")
+    svd = surprise_svd(train, test)
+    fast = ours(train, test, epochs=EPOCHS, batch_size=args.batch_size, validation=0.0,
+                learning_rate=0.02)
+    tuned = ours(train, test)
+    print(f"u20 train ({len(train):,} ratings), {EPOCHS} epochs")
+    print(f"  Surprise SVD      {svd['updates_per_s'] / 1e6:6.2f} M updates/s  "
+          f"fit {svd['seconds']:.2f} s  RMSE {svd['rmse']:.4f}")
+    print(f"  ours, batch {args.batch_size}: steady {fast['steady_updates_per_s'] / 1e6:.2f} "
+          f"M updates/s, total incl. compile {fast['total_updates_per_s'] / 1e6:.2f} M/s  "
+          f"fit {fast['seconds']:.2f} s  RMSE {fast['rmse']:.4f}")
+    print(f"  ratio ours/SVD: steady {fast['steady_updates_per_s'] / svd['updates_per_s']:.2f}x, "
+          f"total {fast['total_updates_per_s'] / svd['updates_per_s']:.2f}x")
+    print(f"  ours, shipped defaults (early stopping + refit): fit {tuned['seconds']:.1f} s  "
+          f"steady {tuned['steady_updates_per_s'] / 1e6:.2f} M updates/s  "
+          f"RMSE {tuned['rmse']:.4f}")
+
+    n = args.synthetic_ratings
+    start = time.perf_counter()
+    big = make_synthetic(n_users=162_541, n_movies=59_047, n_ratings=n, seed=0).ratings
+    print(f"synthetic: {n:,} ratings generated in {time.perf_counter() - start:.0f} s, "
+          f"peak memory {peak_memory_gb():.1f} GB")
+    run = ours(big, None, epochs=args.synthetic_epochs, batch_size=args.batch_size,
+               validation=0.0)
+    print(f"  ours, batch {args.batch_size}: {run['seconds_per_epoch']:.1f} s per epoch "
+          f"({run['steady_updates_per_s'] / 1e6:.2f} M updates/s), fit {run['seconds']:.0f} s "
+          f"for {run['epochs']} epochs, peak memory {peak_memory_gb():.1f} GB")
+
+
+if __name__ == "__main__":
+    main()

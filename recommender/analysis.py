@@ -1,0 +1,178 @@
+"""Seed 004's analyses of the softmax model, each returning a DataFrame for a notebook.
+
+- :func:`compare_losses`: quality, popularity bias (share of slots taken by the top 1% most
+  rated movies) and speed of every loss;
+- :func:`negatives_curve`: quality as the number of sampled negatives grows;
+- :func:`epoch_seconds`: seconds per epoch of full vs sampled softmax as the catalogue grows
+  (synthetic catalogues up to 60,000 movies);
+- :func:`folding`, :func:`folding_comparison`: how much item embeddings of unrelated genre
+  clusters "fold" onto each other, for positives-only vs negative-sampled training.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+import numpy as np
+import pandas as pd
+
+from recommender.evaluation import Evaluation, fit_and_evaluate
+from recommender.models.softmax import LOSSES, Softmax
+from recommender.synthetic import make_synthetic
+
+__all__ = ["compare_losses", "negatives_curve", "epoch_seconds", "folding",
+           "folding_comparison"]
+
+_COLUMNS = ("ndcg@10", "recall@10", "coverage@10", "top1pct_share", "fit_seconds")
+
+
+def _row(model: Softmax, result: Evaluation) -> dict:
+    """The metrics a comparison table shows for one fitted softmax model."""
+    return {**{k: result.metrics[k] for k in _COLUMNS},
+            "epoch_seconds": model.meta["epoch_seconds"],
+            "best_epoch": model.meta["validation"]["best_epoch"],
+            "val_ndcg@10": model.meta["validation"]["ndcg@10"]}
+
+
+def compare_losses(train: pd.DataFrame, test: pd.DataFrame, movies: pd.DataFrame | None = None,
+                   losses: Iterable[str] = LOSSES, seed: int = 0, **params) -> pd.DataFrame:
+    """Fit one softmax model per loss and evaluate each with the benchmark protocol.
+
+    Args:
+        train, test: ratings tables.
+        movies: movies table with ``genres`` (optional side features).
+        losses: loss names (see :data:`recommender.models.softmax.LOSSES`).
+        seed: model seed.
+        **params: other softmax hyperparameters, shared by every run.
+
+    Returns:
+        One row per loss: ``loss``, NDCG/recall/coverage@10, ``top1pct_share`` (share of
+        recommendations from the 1% most rated movies), ``fit_seconds``, ``epoch_seconds``,
+        ``best_epoch`` and ``val_ndcg@10`` (the early-stopping slice of train).
+    """
+    rows = []
+    for loss in losses:
+        model, result = fit_and_evaluate("softmax", train, test, movies=movies, seed=seed,
+                                         loss=loss, **params)
+        rows.append({"loss": loss, **_row(model, result)})
+    return pd.DataFrame(rows)
+
+
+def negatives_curve(train: pd.DataFrame, test: pd.DataFrame, movies: pd.DataFrame | None = None,
+                    num_negatives: Iterable[int] = (16, 64, 256, 1024, 4096),
+                    loss: str = "sampled-popularity", seed: int = 0,
+                    **params) -> pd.DataFrame:
+    """Quality and cost of a sampled loss as the number of negatives per batch grows.
+
+    Args:
+        train, test: ratings tables.
+        movies: movies table with ``genres`` (optional).
+        num_negatives: negatives shared by each batch, one run per value.
+        loss: ``sampled-uniform`` or ``sampled-popularity``.
+        seed: model seed.
+        **params: other softmax hyperparameters.
+
+    Returns:
+        One row per value: ``num_negatives`` and the columns of :func:`compare_losses`.
+    """
+    rows = []
+    for n in num_negatives:
+        model, result = fit_and_evaluate("softmax", train, test, movies=movies, seed=seed,
+                                         loss=loss, num_negatives=int(n), **params)
+        rows.append({"num_negatives": int(n), **_row(model, result)})
+    return pd.DataFrame(rows)
+
+
+def epoch_seconds(catalogue_sizes: Iterable[int] = (1_000, 5_000, 20_000, 60_000),
+                  losses: Iterable[str] = ("full", "sampled-popularity"),
+                  n_users: int = 2_000, ratings_per_user: int = 50, epochs: int = 4,
+                  seed: int = 0, **params) -> pd.DataFrame:
+    """Seconds per training epoch as the catalogue grows, on synthetic MovieLens data.
+
+    The number of users and ratings is fixed, so only the catalogue (the softmax width) grows:
+    the full softmax costs O(catalogue) per example, a sampled one O(num_negatives).
+
+    Args:
+        catalogue_sizes: movies in each synthetic catalogue.
+        losses: loss names to time.
+        n_users, ratings_per_user: size of every synthetic data set.
+        epochs: epochs per fit (the median epoch after the first, which compiles, is
+            reported).
+        seed: data and model seed.
+        **params: other softmax hyperparameters.
+
+    Returns:
+        One row per (catalogue, loss): ``movies``, ``loss``, ``epoch_seconds``.
+    """
+    rows = []
+    for size in catalogue_sizes:
+        data = make_synthetic(n_users=n_users, n_movies=int(size),
+                              n_ratings=n_users * ratings_per_user, seed=seed)
+        for loss in losses:
+            model = Softmax(seed=seed, **{"epochs": epochs, "patience": epochs, "refit": False,
+                                          **params, "loss": loss})
+            model.fit(data.ratings, movies=data.movies)
+            rows.append({"movies": int(size), "loss": loss,
+                         "epoch_seconds": model.meta["epoch_seconds"]})
+    return pd.DataFrame(rows)
+
+
+def folding(model: Softmax, movies: pd.DataFrame) -> dict:
+    """Mean cosine similarity of item vectors within and between genre clusters.
+
+    A movie's cluster is its first listed genre. Folding shows as a high ``between``
+    similarity: unrelated movies pushed into the same region of the embedding space, which
+    a model trained on positives only has no reason to avoid. Computed exactly from the
+    cluster sums of unit vectors (O(movies x d)), without forming the pairwise matrix.
+
+    Args:
+        model: a fitted softmax model.
+        movies: movies table with a ``genres`` list column.
+
+    Returns:
+        ``{"within": ..., "between": ..., "gap": within - between}``.
+    """
+    vectors = model.towers.items()[0].numpy().astype(np.float64)
+    unit = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    first = movies.set_index("movieId")["genres"].reindex(model.items.ids)
+    label = pd.Series([g[0] if isinstance(g, list) and g else "" for g in first])
+    keep = (label != "").to_numpy()
+    codes, names = pd.factorize(label[keep])
+    sums = np.zeros((len(names), unit.shape[1]))
+    np.add.at(sums, codes, unit[keep])
+    sizes = np.bincount(codes, minlength=len(names)).astype(np.float64)
+    gram = sums @ sums.T  # sum of pairwise cosines between (and within) clusters
+    within_pairs = sizes * (sizes - 1)
+    within = (np.trace(gram) - sizes.sum()) / within_pairs.sum()
+    between_pairs = sizes.sum() ** 2 - (sizes ** 2).sum()
+    between = (gram.sum() - np.trace(gram)) / between_pairs
+    return {"within": float(within), "between": float(between), "gap": float(within - between)}
+
+
+def folding_comparison(train: pd.DataFrame, test: pd.DataFrame, movies: pd.DataFrame,
+                       losses: Iterable[str] = ("positives-only", "sampled-uniform",
+                                                "sampled-popularity", "full"),
+                       seed: int = 0, **params) -> pd.DataFrame:
+    """Folding and quality of models trained with and without negatives.
+
+    Genre features are left out of the item vectors (``use_genres=False`` unless overridden),
+    so any genre separation is learned from the interactions alone.
+
+    Args:
+        train, test: ratings tables (synthetic data with planted genre structure suits best).
+        movies: movies table with ``genres``.
+        losses: loss names to compare.
+        seed: model seed.
+        **params: other softmax hyperparameters.
+
+    Returns:
+        One row per loss: ``loss``, ``within``, ``between``, ``gap`` and the columns of
+        :func:`compare_losses`.
+    """
+    params = {"use_genres": False, **params}
+    rows = []
+    for loss in losses:
+        model, result = fit_and_evaluate("softmax", train, test, movies=movies, seed=seed,
+                                         loss=loss, **params)
+        rows.append({"loss": loss, **folding(model, movies), **_row(model, result)})
+    return pd.DataFrame(rows)

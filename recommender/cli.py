@@ -1,0 +1,167 @@
+"""The ``recommender`` command: evaluate models, fetch and describe data, run the notebooks.
+
+Bad input exits with status 2 and one line saying what was wrong; no traceback wall.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+__all__ = ["main"]
+
+TOPN_KEYS = ("precision@10", "recall@10", "ndcg@10", "map@10", "hr@10", "coverage@10")
+
+
+class UsageError(Exception):
+    """A mistake in the command line or its inputs, reported as one line."""
+
+
+def _parse_params(pairs: list[str]) -> dict:
+    """``key=value`` pairs; values parsed as JSON when they are (numbers, lists, booleans)."""
+    params = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise UsageError(f"--param {pair!r}: expected key=value")
+        try:
+            params[key] = json.loads(value)
+        except json.JSONDecodeError:
+            params[key] = value
+    return params
+
+
+def _format_table(rows: dict) -> str:
+    width = max(len(k) for k in rows)
+    lines = []
+    for key, value in rows.items():
+        shown = f"{value:.4f}" if isinstance(value, float) else str(value)
+        lines.append(f"{key:<{width}}  {shown}")
+    return "\n".join(lines)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from recommender.data import load_movielens, read_ratings
+    from recommender.evaluation import fit_and_evaluate
+    from recommender.models import model_class
+    from recommender.reports import atomic_write_text
+
+    model_class(args.model)  # fail on an unknown name before reading any data
+    train, test = read_ratings(args.train), read_ratings(args.test)
+    movies = tags = None
+    if args.movies:
+        source = Path(args.movies)
+        data = load_movielens(source.parent if source.is_file() else source)
+        movies, tags = data.movies, data.tags
+    model, result = fit_and_evaluate(args.model, train, test, movies=movies, tags=tags,
+                                     seed=args.seed, k=args.k, **_parse_params(args.param))
+    out = {"model": args.model, **result.metrics}
+    print(_format_table(out))
+    if args.json:
+        atomic_write_text(Path(args.json), json.dumps(out, indent=2))
+    if args.save_model:
+        model.save(args.save_model)
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from recommender.models import MODELS, model_class
+
+    for name in MODELS:
+        cls = model_class(name)
+        kind = "ratings + top-N" if cls.predicts_ratings else "top-N"
+        doc = (cls.__doc__ or "").strip().splitlines()[0]
+        print(f"{name:<16} {kind:<16} {doc}")
+    return 0
+
+
+def cmd_fetch(args: argparse.Namespace) -> int:
+    from recommender.fetch import fetch
+
+    path = fetch(args.name, data_dir=args.data_dir, force=args.force)
+    print(path)
+    return 0
+
+
+def cmd_describe(args: argparse.Namespace) -> int:
+    from recommender.data import load_movielens
+
+    info = load_movielens(args.name, args.data_dir).describe()
+    print(json.dumps(info, indent=2) if args.json else _format_table(info))
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from recommender.runner import run_notebooks
+
+    result = run_notebooks(dataset=args.dataset, data_dir=args.data_dir,
+                           split_dir=args.split_dir, quick=args.quick, seed=args.seed,
+                           only=args.only)
+    print(f"{len(result.notebooks)} notebooks in {result.seconds:.0f} s; "
+          f"open {result.reports_dir / 'index.html'}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="recommender", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    ev = sub.add_parser("evaluate", help="train on a train CSV, evaluate on a test CSV")
+    ev.add_argument("--model", required=True, help="a registered model (see `recommender models`)")
+    ev.add_argument("--train", required=True, help="ratings CSV: userId,movieId,rating[,timestamp]")
+    ev.add_argument("--test", required=True, help="ratings CSV with the same columns")
+    ev.add_argument("--movies", help="movies.csv (or a release folder) for content features")
+    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--k", type=int, default=10, help="list length for top-N metrics")
+    ev.add_argument("--param", action="append", metavar="KEY=VALUE",
+                    help="override a model hyperparameter (repeatable)")
+    ev.add_argument("--json", help="also write the metrics to this JSON file")
+    ev.add_argument("--save-model", help="save the trained model to this artifact folder")
+    ev.set_defaults(func=cmd_evaluate)
+
+    sub.add_parser("models", help="list the registered models").set_defaults(func=cmd_models)
+
+    data = sub.add_parser("data", help="fetch or describe MovieLens releases")
+    data_sub = data.add_subparsers(dest="data_command", required=True)
+    fe = data_sub.add_parser("fetch", help="download, verify and extract a release")
+    fe.add_argument("name")
+    fe.add_argument("--data-dir", help="target folder (default: RECOMMENDER_DATA or data/raw)")
+    fe.add_argument("--force", action="store_true", help="download again even if present")
+    fe.set_defaults(func=cmd_fetch)
+    de = data_sub.add_parser("describe", help="counts, rating scale and sparsity")
+    de.add_argument("name", help="release name or path to a folder/zip")
+    de.add_argument("--data-dir")
+    de.add_argument("--json", action="store_true")
+    de.set_defaults(func=cmd_describe)
+
+    run = sub.add_parser("run", help="execute every notebook and write reports/")
+    run.add_argument("--dataset", default="ml-latest-small")
+    run.add_argument("--data-dir")
+    run.add_argument("--split-dir", help="folder with train.csv and test.csv")
+    run.add_argument("--quick", action="store_true", help="synthetic data, few epochs")
+    run.add_argument("--seed", type=int, default=42)
+    run.add_argument("--only", nargs="+", metavar="PREFIX", help="e.g. --only 01 07")
+    run.set_defaults(func=cmd_run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``recommender`` command; returns the exit status."""
+    from recommender.data import DataError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (UsageError, DataError, KeyError, FileNotFoundError, TypeError, ValueError) as exc:
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"recommender: error: {message}", file=sys.stderr)
+        return 2
+    except RuntimeError as exc:  # NotebookFailed, TrainingError
+        print(f"recommender: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,396 @@
+"""Seed 003 (Cinematch): matrix factorisation as a rating regression and a like/dislike classifier.
+
+Both models share one factorisation of the users x movies matrix::
+
+    output(u, i) = offset + b_u + b_i + <p_u, q_i> [+ mlp([p_u, q_i])],  q_i = x_i [+ f_i W]
+
+with optional movie features ``f_i`` (genres, year, tags) projected into the item factor and
+an optional MLP head. :class:`Regression` reads the output as a rating; :class:`Classification`
+as the logit of P(like). Training goes through :func:`recommender.training.fit_loop` on one of
+two data paths that optimise the same objective (so, with one full batch and the same seed,
+they reach the same parameters):
+
+- ``"dense"``: the seed's formulation, the movies x users matrix ``Y`` with its mask ``R`` and
+  a full-batch loss over the matrix (small data only: the matrix is dense);
+- ``"sparse"``: minibatches of ``(user, movie, target)`` triples, which scales to 25M ratings.
+
+The objective is the mean loss over the observed ratings plus
+``(l2_factor * (|P|^2 + |X|^2 + |W|^2 + |MLP kernels|^2) + l2_bias * (|b_u|^2 + |b_i|^2)) / n``,
+which is the seed's ``1/2 sum R (pred - Y)^2 + lambda/2 |params|^2`` divided by ``n/2``; each
+user and movie row is weighted by its rating count ** ``reg_exponent`` (0: the seed's uniform
+L2, 1: per-rating L2 as in SGD-trained SVD; 0.5 was best on validation).
+Early stopping watches the loss on a per-user validation slice carved from train; with
+``refit`` the model is then retrained on all of train for the best number of epochs. Users
+or movies unseen in train fall back to the offset plus whatever biases are known.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+
+from recommender import metrics
+from recommender.models.base import Context, Recommender
+from recommender.preprocessing import Interactions, movie_features
+from recommender.splits import validation_split
+from recommender.training import History, TrainConfig, fit_loop, set_seed, strategy
+
+__all__ = ["Regression", "Classification", "classification_report", "calibration"]
+
+_PAIR_CELLS = 2**18  # user x movie pairs scored at once when an MLP head is present
+
+
+class _Factors(tf.Module):
+    """The variables and forward pass of the factorisation (numpy-seeded, so reproducible)."""
+
+    def __init__(self, n_users: int, n_items: int, dim: int, offset: float, init_std: float,
+                 seed: int, features: np.ndarray | None = None, hidden: tuple[int, ...] = ()):
+        super().__init__()
+        rng = np.random.default_rng(seed)
+
+        def normal(rows: int, cols: int, std: float = init_std) -> tf.Variable:
+            return tf.Variable(rng.normal(0.0, std, (rows, cols)).astype(np.float32))
+
+        self.offset = float(offset)
+        self.user_bias = tf.Variable(tf.zeros([n_users]))
+        self.item_bias = tf.Variable(tf.zeros([n_items]))
+        self.user_factors = normal(n_users, dim)
+        self.item_factors = normal(n_items, dim)
+        self.features = None if features is None else tf.constant(features, tf.float32)
+        self.projection = None if features is None else normal(features.shape[1], dim)
+        sizes = [2 * dim, *hidden, 1] if hidden else []
+        self.head = [(normal(a, b, np.sqrt(2.0 / (a + b))), tf.Variable(tf.zeros([b])))
+                     for a, b in zip(sizes[:-1], sizes[1:])]  # Glorot-normal kernels
+
+    def item_vectors(self, items: tf.Tensor | None = None) -> tf.Tensor:
+        """``q_i`` for the given movie indices (all movies when ``None``)."""
+        gather = (lambda t: t) if items is None else (lambda t: tf.gather(t, items))
+        q = gather(self.item_factors)
+        if self.projection is not None:
+            q += gather(self.features) @ self.projection
+        return q
+
+    def _mlp(self, x: tf.Tensor) -> tf.Tensor:
+        for layer, (kernel, bias) in enumerate(self.head):
+            x = x @ kernel + bias
+            x = tf.nn.relu(x) if layer < len(self.head) - 1 else x
+        return x[..., 0]
+
+    def __call__(self, users, items) -> tf.Tensor:
+        """Outputs for index pairs ``(users[k], items[k])`` (all indices valid)."""
+        p, q = tf.gather(self.user_factors, users), self.item_vectors(items)
+        out = (self.offset + tf.gather(self.user_bias, users) + tf.gather(self.item_bias, items)
+               + tf.reduce_sum(p * q, axis=1))
+        return out + self._mlp(tf.concat([p, q], axis=1)) if self.head else out
+
+    def matrix(self, users: np.ndarray | None = None) -> tf.Tensor:
+        """Outputs ``(users, all movies)`` (all users when ``None``); no MLP head."""
+        p = self.user_factors if users is None else tf.gather(self.user_factors, users)
+        bu = self.user_bias if users is None else tf.gather(self.user_bias, users)
+        return (self.offset + bu[:, None] + self.item_bias[None, :]
+                + tf.matmul(p, self.item_vectors(), transpose_b=True))
+
+    def regularisation(self, l2_factor: float, l2_bias: float, user_weight: np.ndarray,
+                       item_weight: np.ndarray) -> tf.Tensor:
+        """The whole unnormalised L2 penalty, user and movie rows weighted per row.
+
+        Taken on the whole tables (not gathered rows) so that gradients are dense: Keras's Adam
+        squares gathered (IndexedSlices) gradients slice by slice, which is not Adam.
+        """
+        def rows(weight: np.ndarray, factors: tf.Variable, bias: tf.Variable) -> tf.Tensor:
+            return tf.reduce_sum(weight * (l2_factor * tf.reduce_sum(tf.square(factors), 1)
+                                           + l2_bias * tf.square(bias)))
+
+        return (rows(user_weight, self.user_factors, self.user_bias)
+                + rows(item_weight, self.item_factors, self.item_bias)
+                + self.shared_penalty(l2_factor))
+
+    def shared_penalty(self, l2_factor: float) -> tf.Tensor:
+        """L2 of the weights every pair shares (MLP kernels, feature projection)."""
+        shared = [k for k, _ in self.head] + ([self.projection] if self.projection is not None
+                                               else [])
+        return l2_factor * tf.add_n([tf.reduce_sum(tf.square(w)) for w in shared] + [0.0])
+
+    def named_variables(self) -> dict[str, tf.Variable]:
+        """Every trainable variable under the name it is saved as."""
+        named = {"user_bias": self.user_bias, "item_bias": self.item_bias,
+                 "user_factors": self.user_factors, "item_factors": self.item_factors}
+        if self.projection is not None:
+            named["projection"] = self.projection
+        for n, (kernel, bias) in enumerate(self.head):
+            named.update({f"head{n}_kernel": kernel, f"head{n}_bias": bias})
+        return named
+
+    def state(self) -> dict[str, np.ndarray]:
+        arrays = {k: v.numpy() for k, v in self.named_variables().items()}
+        arrays["offset"] = np.float32(self.offset)
+        if self.features is not None:
+            arrays["features"] = self.features.numpy()
+        return arrays
+
+    @classmethod
+    def from_state(cls, arrays: dict[str, np.ndarray]) -> "_Factors":
+        n_users, dim = arrays["user_factors"].shape
+        layers = sum(k.endswith("_kernel") for k in arrays)
+        hidden = tuple(arrays[f"head{n}_kernel"].shape[1] for n in range(layers - 1))
+        module = cls(n_users, len(arrays["item_bias"]), dim, float(arrays["offset"]), 0.0, 0,
+                     arrays.get("features"), hidden)
+        for name, variable in module.named_variables().items():
+            variable.assign(arrays[name])
+        return module
+
+
+def _columns(table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """User indices, movie indices (int32) and targets (float32) of an encoded table."""
+    return (table["userId"].to_numpy(np.int32), table["movieId"].to_numpy(np.int32),
+            table["rating"].to_numpy(np.float32))
+
+
+class _Factorization(Recommender):
+    """Shared fitting, prediction and persistence; subclasses define target, loss and offset."""
+
+    # Tuned on a per-user 10% validation slice of the u20 train split (seed 123), never test.
+    defaults: dict[str, Any] = {
+        "dim": 128, "l2_factor": 1.2, "l2_bias": 0.3, "reg_exponent": 0.5, "init_std": 0.05,
+        "features": False, "hidden": (), "data_path": "sparse", "epochs": 60,
+        "batch_size": 1024, "learning_rate": 0.003, "optimizer": "adam", "patience": 4,
+        "validation": 0.1, "refit": True, "progress": False,
+    }
+
+    def __init__(self, seed: int = 0, **params: Any):
+        super().__init__(seed, **params)
+        if self.params["data_path"] not in ("sparse", "dense"):
+            raise ValueError(f"{self.name}: data_path must be 'sparse' or 'dense', "
+                             f"not {self.params['data_path']!r}")
+        if self.params["data_path"] == "dense" and self.params["hidden"]:
+            raise ValueError(f"{self.name}: the dense path is the seed's plain factorisation; "
+                             "use data_path='sparse' with an MLP head (hidden=...)")
+        self.history: list[History] = []
+
+    # -- hooks of the two models -----------------------------------------------------------
+
+    def _target(self, rating: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def _offset(self, target: np.ndarray) -> float:
+        """The output offset for these training targets (classification also sets its class
+        weight here)."""
+        raise NotImplementedError
+
+    def _loss(self, output: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
+        """Per-example loss (elementwise)."""
+        raise NotImplementedError
+
+    # -- fitting ---------------------------------------------------------------------------
+
+    def _fit(self, data: Interactions, context: Context) -> None:
+        p = self.params
+        table = pd.DataFrame({"userId": data.user_index, "movieId": data.item_index,
+                              "rating": self._target(data.rating)})
+        fit, held = (validation_split(table, p["validation"], self.seed) if p["validation"]
+                     else (table, None))
+        shape = (data.n_users, data.n_items)
+        features = self._features(data, context)
+        self.history = [self._train(shape, fit, held, features, p["epochs"])]
+        best = self.history[0].best_epoch
+        if p["refit"] and held is not None:
+            self.history.append(self._train(shape, table, None, features, best))
+        first = self.history[0]
+        self.meta = {"best_epoch": best, "val_loss": first.best_value,
+                     "epochs_run": len(first.rows), "refit": len(self.history) > 1,
+                     "throughput": self.history[-1].throughput}
+
+    def _features(self, data: Interactions, context: Context) -> np.ndarray | None:
+        if not self.params["features"]:
+            return None
+        if context.movies is None:
+            raise ValueError(f"{self.name}: features=True needs the movies table; "
+                             "call fit(train, movies=...) (tags are optional)")
+        return movie_features(context.movies, data.items, context.tags).toarray()
+
+    def _train(self, shape: tuple[int, int], fit: pd.DataFrame, held: pd.DataFrame | None,
+               features: np.ndarray | None, epochs: int) -> History:
+        """Build a fresh model, train it on ``fit`` and early-stop on ``held`` if given.
+
+        Both tables hold user index, movie index and target as ``userId, movieId, rating``.
+        """
+        p = self.params
+        set_seed(self.seed)
+        u, i, t = _columns(fit)
+        with strategy().scope():
+            module = _Factors(*shape, p["dim"], self._offset(t), p["init_std"], self.seed,
+                              features, tuple(p["hidden"]))
+        counts = (np.bincount(u, minlength=shape[0]), np.bincount(i, minlength=shape[1]))
+        weights = [np.maximum(c, 1).astype(np.float32) ** p["reg_exponent"] for c in counts]
+        penalty = lambda: module.regularisation(  # noqa: E731
+            p["l2_factor"], p["l2_bias"], *weights) / len(t)
+        if p["data_path"] == "dense":
+            loss_fn, batches, batch_size = self._dense_loss(module, shape, u, i, t, penalty)
+        else:
+            batches = {"user": u, "item": i, "target": t}
+            batch_size = p["batch_size"]
+
+            def loss_fn(batch: dict) -> tuple[tf.Tensor, tf.Tensor]:
+                return self._loss(module(batch["user"], batch["item"]), batch["target"]), penalty()
+
+        validate = None
+        if held is not None:
+            vu, vi, vt = (tf.constant(a) for a in _columns(held))
+            validate = lambda: float(tf.reduce_mean(self._loss(module(vu, vi), vt)))  # noqa: E731
+        config = TrainConfig(epochs=epochs, batch_size=batch_size,
+                             learning_rate=p["learning_rate"], patience=p["patience"],
+                             optimizer=p["optimizer"], seed=self.seed, progress=p["progress"])
+        history = fit_loop(module, loss_fn, batches, config, validate=validate,
+                           description=self.name)
+        self._module = module
+        return history
+
+    def _dense_loss(self, module: _Factors, shape: tuple[int, int], u: np.ndarray,
+                    i: np.ndarray, t: np.ndarray, penalty: Callable[[], tf.Tensor]):
+        """The seed's loss over the movies x users matrix ``Y`` and mask ``R`` (one full batch:
+        the loop sees a single dummy example whose loss is the masked mean)."""
+        Y = np.zeros(shape[::-1], np.float32)
+        R = np.zeros_like(Y)
+        Y[i, u], R[i, u] = t, 1.0
+        Y, R, n = tf.constant(Y), tf.constant(R), float(len(t))
+
+        def loss_fn(batch: dict) -> tuple[tf.Tensor, tf.Tensor]:
+            cells = self._loss(tf.transpose(module.matrix()), Y)
+            return tf.reshape(tf.reduce_sum(R * cells) / n, [1]), penalty()
+
+        return loss_fn, {"example": np.zeros(1, np.float32)}, 1
+
+    # -- answering -------------------------------------------------------------------------
+
+    def _output(self, user_index: np.ndarray, item_index: np.ndarray) -> np.ndarray:
+        """Raw outputs for index pairs; ``-1`` (unseen) falls back to offset + known biases."""
+        m = self._module
+        known_u, known_i = user_index >= 0, item_index >= 0
+        u, i = np.maximum(user_index, 0), np.maximum(item_index, 0)
+        out = m(u, i).numpy()
+        fallback = (m.offset + np.where(known_u, m.user_bias.numpy()[u], 0.0)
+                    + np.where(known_i, m.item_bias.numpy()[i], 0.0))
+        return np.where(known_u & known_i, out, fallback).astype(np.float32)
+
+    def _score(self, user_index: np.ndarray) -> np.ndarray:
+        if not self._module.head:
+            return self._module.matrix(user_index).numpy()
+        step = max(1, _PAIR_CELLS // self.n_items)
+        items = np.arange(self.n_items)
+        return np.concatenate([
+            self._output(np.repeat(chunk, self.n_items), np.tile(items, len(chunk)))
+            .reshape(len(chunk), self.n_items)
+            for chunk in np.array_split(user_index, max(1, -(-len(user_index) // step)))])
+
+    # -- persistence -----------------------------------------------------------------------
+
+    def _state(self) -> dict[str, np.ndarray]:
+        return self._module.state()
+
+    def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
+        with strategy().scope():
+            self._module = _Factors.from_state(arrays)
+
+
+class Regression(_Factorization):
+    """Biased matrix factorisation predicting ratings (0.5-5): seed 003's regression model.
+
+    ``mu + b_u + b_i + <p_u, q_i>`` trained on squared error plus L2 (see the module
+    docstring). Defaults were tuned on a per-user validation slice of the u20 train split.
+    """
+
+    name = "regression"
+    predicts_ratings = True
+    defaults = {**_Factorization.defaults}
+
+    def _target(self, rating: np.ndarray) -> np.ndarray:
+        return rating.astype(np.float32)
+
+    def _offset(self, target: np.ndarray) -> float:
+        return float(np.mean(target))
+
+    def _loss(self, output: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
+        return tf.square(output - target)
+
+    def _predict(self, user_index: np.ndarray, item_index: np.ndarray) -> np.ndarray:
+        return self._output(user_index, item_index)
+
+
+class Classification(_Factorization):
+    """The same factorisation read as the logit of P(like), like = rating >= ``threshold``.
+
+    Trained on binary cross-entropy. With ``balance=True`` positives are weighted by
+    ``pos_weight = negatives / positives`` of train (and the offset starts at the balanced
+    logit 0), so both classes weigh the same: probabilities then estimate a balanced
+    P(like) and are not calibrated to the raw positive rate (see :func:`calibration`).
+    Scores for top-N are the logits.
+    """
+
+    name = "classification"
+    defaults = {**_Factorization.defaults, "threshold": 4.0, "balance": True}
+
+    def _target(self, rating: np.ndarray) -> np.ndarray:
+        return (rating >= self.params["threshold"]).astype(np.float32)
+
+    def _offset(self, target: np.ndarray) -> float:
+        positives, total = float(target.sum()), float(len(target))
+        if not 0 < positives < total:
+            raise ValueError(f"{self.name}: train needs both liked and disliked ratings "
+                             f"(threshold {self.params['threshold']})")
+        self.pos_weight = (total - positives) / positives if self.params["balance"] else 1.0
+        return float(np.log(self.pos_weight * positives / (total - positives)))
+
+    def _loss(self, output: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
+        return tf.nn.weighted_cross_entropy_with_logits(target, output, self.pos_weight)
+
+    def predict_proba(self, users, movies) -> np.ndarray:
+        """P(like) for raw ``(userId, movieId)`` pairs; unseen ids fall back to the biases."""
+        self._check_fitted()
+        u = self.users.encode(np.asarray(users), unknown="missing")
+        i = self.items.encode(np.asarray(movies), unknown="missing")
+        return (1.0 / (1.0 + np.exp(-self._output(u, i)))).astype(np.float32)
+
+
+def _labels_and_probabilities(model: Classification,
+                              test: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    labels = (test["rating"].to_numpy() >= model.params["threshold"]).astype(int)
+    return labels, model.predict_proba(test["userId"].to_numpy(), test["movieId"].to_numpy())
+
+
+def classification_report(model: Classification, test: pd.DataFrame,
+                          threshold: float = 0.5) -> dict:
+    """Accuracy, precision, recall, F1, ROC-AUC and log loss of P(like) on a test table.
+
+    Args:
+        model: a fitted :class:`Classification`.
+        test: ratings table; like = rating >= the model's ``threshold`` parameter.
+        threshold: probability above which a pair is predicted liked.
+
+    Returns:
+        :func:`recommender.metrics.classification_metrics` of the test pairs.
+    """
+    labels, prob = _labels_and_probabilities(model, test)
+    return metrics.classification_metrics(labels, prob, threshold)
+
+
+def calibration(model: Classification, test: pd.DataFrame, n_bins: int = 10,
+                strategy: str = "quantile") -> pd.DataFrame:
+    """Calibration curve of P(like) on a test table, ready to plot.
+
+    Args:
+        model: a fitted :class:`Classification`.
+        test: ratings table; like = rating >= the model's ``threshold`` parameter.
+        n_bins: number of probability bins.
+        strategy: ``"quantile"`` (equal-count bins) or ``"uniform"`` (equal-width bins).
+
+    Returns:
+        One row per non-empty bin: ``predicted`` (mean P(like)) and ``observed`` (share liked).
+    """
+    from sklearn.calibration import calibration_curve
+
+    labels, prob = _labels_and_probabilities(model, test)
+    observed, predicted = calibration_curve(labels, prob, n_bins=n_bins, strategy=strategy)
+    return pd.DataFrame({"predicted": predicted, "observed": observed})

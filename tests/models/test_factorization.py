@@ -1,0 +1,96 @@
+"""Seed 003's factorisation models: they learn a planted model, both data paths agree, unseen ids
+fall back, equal seeds agree, artifacts round-trip, and the classifier ranks likes first."""
+
+import numpy as np
+import pytest
+
+from recommender import metrics
+from recommender.models import load_model, make_model
+from recommender.models.factorization import calibration, classification_report
+from recommender.splits import per_user_split
+from recommender.synthetic import make_synthetic
+
+FAST = {"epochs": 40, "batch_size": 1024, "learning_rate": 0.01, "dim": 8, "patience": 3}
+
+
+@pytest.fixture(scope="module")
+def split():
+    data = make_synthetic(n_users=300, n_movies=400, n_ratings=15_000, rank=4, n_genres=8,
+                          noise=0.3, seed=0)
+    return data, *per_user_split(data.ratings, 0.2, seed=0)
+
+
+@pytest.fixture(scope="module")
+def regression(split):
+    _, train, _ = split
+    return make_model("regression", **FAST).fit(train)
+
+
+def test_planted_low_rank_model_is_recovered(split, regression):
+    data, train, test = split
+    pred = regression.predict(test["userId"], test["movieId"])
+    model_rmse = metrics.rmse(test["rating"], pred)
+    mean_rmse = metrics.rmse(test["rating"], np.full(len(test), train["rating"].mean()))
+    # planted noise 0.3 plus half-star rounding; the global mean is about 0.85 off
+    assert model_rmse < 0.6 and model_rmse < mean_rmse - 0.25, (model_rmse, mean_rmse)
+    assert regression.meta["refit"] and 1 <= regression.meta["best_epoch"] <= FAST["epochs"]
+
+
+def test_unseen_users_and_movies_fall_back_to_biases(regression):
+    module = regression._module
+    user, movie = regression.users.ids[0], regression.items.ids[0]
+    pred = regression.predict([user, -5, -5], [-7, movie, -7])
+    expected = [module.offset + module.user_bias.numpy()[0],
+                module.offset + module.item_bias.numpy()[0], module.offset]
+    np.testing.assert_allclose(pred, expected, rtol=1e-5)
+
+
+def test_dense_and_sparse_paths_reach_the_same_parameters():
+    ratings = make_synthetic(n_users=30, n_movies=40, n_ratings=400, rank=2, seed=1).ratings
+    common = {"validation": 0.0, "epochs": 5, "batch_size": 10**6, "dim": 4,
+              "learning_rate": 0.05}
+    dense = make_model("regression", data_path="dense", **common).fit(ratings)
+    sparse = make_model("regression", data_path="sparse", **common).fit(ratings)
+    for name, value in dense._state().items():
+        np.testing.assert_allclose(value, sparse._state()[name], atol=1e-4, err_msg=name)
+
+
+def test_same_seed_same_model_other_seed_other_model(split):
+    _, train, test = split
+    small = {**FAST, "epochs": 3, "validation": 0.0}
+    runs = [make_model("regression", seed=s, **small).fit(train) for s in (4, 4, 5)]
+    preds = [m.predict(test["userId"], test["movieId"]) for m in runs]
+    np.testing.assert_array_equal(preds[0], preds[1])
+    assert not np.allclose(preds[0], preds[2])
+
+
+@pytest.mark.parametrize("name, extra", [("regression", {"hidden": (8,), "features": True}),
+                                         ("classification", {})])
+def test_artifact_round_trip_gives_identical_answers(split, tmp_path, name, extra):
+    data, train, test = split
+    model = make_model(name, **{**FAST, "epochs": 2, "validation": 0.0}, **extra)
+    model.fit(train, movies=data.movies, tags=data.tags)
+    loaded = load_model(model.save(tmp_path / name))
+    users = np.arange(5)
+    np.testing.assert_array_equal(loaded.score(users), model.score(users))
+    answer = "predict" if model.predicts_ratings else "predict_proba"
+    np.testing.assert_array_equal(getattr(loaded, answer)(test["userId"], test["movieId"]),
+                                  getattr(model, answer)(test["userId"], test["movieId"]))
+
+
+def test_classifier_ranks_liked_pairs_first_on_planted_data(split):
+    _, train, test = split
+    model = make_model("classification", **FAST).fit(train)
+    report = classification_report(model, test)
+    assert report["auc"] > 0.8 and 0 < report["log_loss"] < 0.693
+    curve = calibration(model, test, n_bins=5)
+    assert list(curve.columns) == ["predicted", "observed"] and len(curve) == 5
+    with pytest.raises(TypeError, match="does not predict ratings"):
+        model.predict(test["userId"][:1], test["movieId"][:1])
+
+
+def test_bad_settings_are_refused():
+    with pytest.raises(ValueError, match="data_path"):
+        make_model("regression", data_path="matrix")
+    with pytest.raises(ValueError, match="dense path"):
+        make_model("regression", data_path="dense", hidden=(8,))

@@ -1,0 +1,61 @@
+"""The benchmark protocol end to end, including the reference rows on the real split."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from recommender.data import read_ratings
+from recommender.evaluation import evaluate, fit_and_evaluate, relevance_matrix
+from recommender.models import make_model
+
+KEYS = {"rmse", "mae", "precision@10", "recall@10", "ndcg@10", "map@10", "hr@10",
+        "coverage@10", "users", "fit_seconds"}
+
+
+def test_relevance_keeps_liked_test_movies_known_in_train():
+    train = pd.DataFrame({"userId": [1, 1, 2, 2], "movieId": [1, 2, 1, 3],
+                          "rating": [4.0, 4.0, 3.0, 5.0]})
+    test = pd.DataFrame({"userId": [1, 1, 2, 2, 3], "movieId": [3, 9, 2, 3, 1],
+                         "rating": [4.0, 5.0, 3.5, 2.0, 5.0]})
+    model = make_model("popularity").fit(train)
+    users, relevant = relevance_matrix(model, test)
+    # user 1: movie 3 (movie 9 is unknown); user 2: nothing >= 4; user 3 unknown -> skipped
+    assert model.users.decode(users).tolist() == [1]
+    assert relevant.toarray().tolist() == [[0, 0, 1]]
+
+
+def test_fit_and_evaluate_reports_every_key(synthetic_small):
+    from recommender.splits import per_user_split
+
+    train, test = per_user_split(synthetic_small.ratings, 0.2, seed=0)
+    _, result = fit_and_evaluate("baseline", train, test)
+    assert KEYS <= set(result.metrics)
+    assert len(result.per_user) == result.metrics["users"]
+    assert np.isclose(result.per_user["ndcg"].mean(), result.metrics["ndcg@10"])
+
+
+@pytest.fixture(scope="module")
+def u20(shared_benchmarks):
+    folder = shared_benchmarks / "ml-latest-small-u20"
+    return read_ratings(folder / "train.csv"), read_ratings(folder / "test.csv")
+
+
+def test_popularity_reproduces_the_reference_row(u20):
+    _, result = fit_and_evaluate("popularity", *u20)
+    m = result.metrics
+    reference = {"precision@10": 0.1143, "recall@10": 0.0995, "ndcg@10": 0.1502,
+                 "map@10": 0.0783, "hr@10": 0.5736, "coverage@10": 0.0063}
+    for key, value in reference.items():
+        assert round(m[key], 4) == value, key
+    assert m["users"] == 659
+
+
+def test_global_mean_and_biases_reproduce_the_reference_rmse(u20):
+    assert round(fit_and_evaluate("global-mean", *u20)[1].metrics["rmse"], 4) == 1.0501
+    baseline = fit_and_evaluate("baseline", *u20)[1].metrics
+    assert baseline["rmse"] <= 0.889 and round(baseline["mae"], 4) == 0.6869
+
+
+def test_ease_reproduces_the_reference_ndcg(u20):
+    _, result = fit_and_evaluate("ease", *u20, l2=200.0)
+    assert result.metrics["ndcg@10"] == pytest.approx(0.2835, abs=5e-4)

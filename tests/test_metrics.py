@@ -1,0 +1,98 @@
+"""Metric definitions checked against hand-computed values (shared/benchmarks/README.md)."""
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from recommender import metrics
+
+
+def test_rmse_and_mae():
+    assert metrics.rmse([1, 2, 3], [1, 2, 5]) == pytest.approx(np.sqrt(4 / 3))
+    assert metrics.mae([1, 2, 3], [2, 2, 5]) == pytest.approx(1.0)
+
+
+def test_ranking_metrics_by_hand():
+    # one user, relevant items {1, 3, 7}; recommended [3, 0, 7, 5] at k=4 -> hits at ranks 1, 3
+    rec = np.array([[3, 0, 7, 5]])
+    rel = sp.csr_matrix(np.isin(np.arange(10), [1, 3, 7])[None, :].astype(float))
+    m = metrics.ranking_metrics(rec, rel, k=4)
+    assert m["precision"][0] == pytest.approx(2 / 4)
+    assert m["recall"][0] == pytest.approx(2 / 3)
+    dcg = 1 / np.log2(2) + 1 / np.log2(4)
+    idcg = 1 / np.log2(2) + 1 / np.log2(3) + 1 / np.log2(4)
+    assert m["ndcg"][0] == pytest.approx(dcg / idcg)
+    assert m["map"][0] == pytest.approx((1 / 1 + 2 / 3) / 3)
+    assert m["hr"][0] == 1.0
+
+
+def test_ideal_dcg_uses_min_of_k_and_relevant():
+    rec = np.array([[0, 1]])
+    rel = sp.csr_matrix(np.ones((1, 5)))
+    m = metrics.ranking_metrics(rec, rel, k=2)
+    assert m["ndcg"][0] == pytest.approx(1.0)
+    assert m["map"][0] == pytest.approx(1.0)
+
+
+def test_ranking_metrics_reject_users_without_relevant_items():
+    with pytest.raises(ValueError, match="relevant"):
+        metrics.ranking_metrics(np.array([[0]]), sp.csr_matrix((1, 3)), k=1)
+
+
+def test_top_k_breaks_ties_by_ascending_index_and_excludes_seen():
+    scores = np.array([[1.0, 3.0, 3.0, 0.5, 3.0, 2.0]])
+    seen = sp.csr_matrix(np.array([[0, 0, 1, 0, 0, 0]]))
+    out = metrics.top_k(lambda users: scores[users], np.array([0]), k=3, n_items=6,
+                        exclude=seen)
+    assert out.tolist() == [[1, 4, 5]]
+
+
+def test_top_k_pads_when_fewer_candidates_than_k():
+    scores = np.array([[1.0, 2.0, 3.0]])
+    seen = sp.csr_matrix(np.array([[1, 1, 0]]))
+    out = metrics.top_k(lambda users: scores[users], np.array([0]), k=2, n_items=3,
+                        exclude=seen)
+    assert out.tolist() == [[2, -1]]
+
+
+def test_top_k_batched_equals_unbatched():
+    rng = np.random.default_rng(0)
+    scores = rng.integers(0, 5, size=(50, 40)).astype(float)  # many ties on purpose
+    seen = sp.random(50, 40, density=0.2, random_state=1, format="csr")
+    fn = lambda users: scores[users]  # noqa: E731
+    users = np.arange(50)
+    whole = metrics.top_k(fn, users, 10, 40, seen, batch_size=50)
+    batched = metrics.top_k(fn, users, 10, 40, seen, batch_size=7)
+    np.testing.assert_array_equal(whole, batched)
+    # reference: stable sort on -score over candidates
+    for u in range(50):
+        s = scores[u].copy()
+        s[seen[u].indices] = -np.inf
+        expected = np.argsort(-s, kind="stable")[:10]
+        np.testing.assert_array_equal(whole[u], expected)
+
+
+def test_coverage_novelty_and_popular_share():
+    rec = np.array([[0, 1], [0, 2]])
+    assert metrics.coverage(rec, 10) == pytest.approx(0.3)
+    counts = np.array([100, 10, 1, 0, 0, 0, 0, 0, 0, 0])
+    assert metrics.popular_share(rec, counts, top=0.1) == pytest.approx(0.5)
+    assert metrics.novelty(rec, counts, n_users=100) == pytest.approx(
+        np.mean([0, np.log2(10), 0, np.log2(100)]))
+
+
+def test_classification_metrics():
+    m = metrics.classification_metrics([0, 0, 1, 1], [0.1, 0.6, 0.7, 0.9])
+    assert m["accuracy"] == pytest.approx(0.75)
+    assert m["auc"] == pytest.approx(1.0)
+    assert m["f1"] == pytest.approx(0.8)
+    assert m["log_loss"] > 0
+
+
+def test_factorized_top_k_accuracy_counts_seen_items():
+    scores = np.array([[3.0, 2.0, 1.0], [1.0, 2.0, 3.0]])
+    fn = lambda users: scores[users]  # noqa: E731
+    acc = metrics.factorized_top_k_accuracy(fn, np.array([0, 0, 1]), np.array([0, 2, 0]),
+                                            n_items=3, ks=(1, 2))
+    assert acc["top_1_accuracy"] == pytest.approx(1 / 3)
+    assert acc["top_2_accuracy"] == pytest.approx(1 / 3)

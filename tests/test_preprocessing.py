@@ -1,0 +1,67 @@
+"""Id encoders, sparse matrices, count filters, the seed-003 ratings matrix, movie features."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from recommender.data import DataError
+from recommender.preprocessing import (IdEncoder, Interactions, filter_min_counts,
+                                       movie_features, ratings_matrix)
+
+RATINGS = pd.DataFrame({"userId": [10, 10, 20, 30, 30, 30],
+                        "movieId": [5, 7, 5, 5, 7, 9],
+                        "rating": [4.0, 3.0, 5.0, 2.0, 1.0, 4.5],
+                        "timestamp": [1, 2, 3, 4, 5, 6]})
+
+
+def test_encoder_is_contiguous_ascending_and_explicit_about_unknowns():
+    enc = IdEncoder.fit([30, 10, 20, 10])
+    assert enc.ids.tolist() == [10, 20, 30]
+    assert enc.encode([20, 30]).tolist() == [1, 2]
+    assert enc.encode([20, 99], unknown="missing").tolist() == [1, -1]
+    with pytest.raises(KeyError, match="unknown id 99"):
+        enc.encode([99])
+    assert enc.decode([2, 0]).tolist() == [30, 10]
+
+
+def test_interactions_matrix_is_sparse_users_by_items():
+    data = Interactions.from_ratings(RATINGS)
+    m = data.matrix()
+    assert m.shape == (3, 3) and m.nnz == 6
+    assert m[2, 2] == pytest.approx(4.5)  # user 30, movie 9
+    assert data.matrix("binary").sum() == 6
+    assert data.item_counts().tolist() == [3, 2, 1]
+
+
+def test_interactions_refuse_empty_data():
+    with pytest.raises(DataError, match="empty"):
+        Interactions.from_ratings(RATINGS.iloc[:0])
+
+
+def test_filter_min_counts_iterates_to_a_fixed_point():
+    out = filter_min_counts(RATINGS, min_user=2, min_movie=2)
+    assert out.groupby("userId").size().min() >= 2
+    assert out.groupby("movieId").size().min() >= 2
+    assert set(out["movieId"]) == {5, 7} and set(out["userId"]) == {10, 30}
+
+
+def test_ratings_matrix_rows_movies_columns_users_capped():
+    rm = ratings_matrix(RATINGS, n_movies=2, n_users=2)
+    assert rm.Y.shape == (2, 2)  # capped
+    assert rm.movie_ids.tolist() == [5, 7] and rm.user_ids.tolist() == [10, 30]
+    assert rm.Y[0, 1] == pytest.approx(2.0) and rm.R.sum() == 4
+    assert rm.summary()["sparsity"] == pytest.approx(0.0)
+    full = ratings_matrix(RATINGS)
+    assert full.Y.shape == (3, 3) and full.sparsity == pytest.approx(1 - 6 / 9)
+
+
+def test_movie_features_align_with_encoder():
+    movies = pd.DataFrame({"movieId": [5, 7], "title": ["A (1990)", "B"],
+                           "year": pd.array([1990, None], dtype="Int64"),
+                           "genres": [["Drama", "Comedy"], ["Drama"]]})
+    tags = pd.DataFrame({"userId": [1], "movieId": [7], "tag": ["dark"], "timestamp": [0]})
+    items = IdEncoder.fit([5, 7, 9])
+    feats = movie_features(movies, items, tags).toarray()
+    assert feats.shape == (3, 2 + 2 + 1)  # 2 genres, year, year-known, 1 tag term
+    assert feats[2, :2].sum() == 0  # movie 9 is unknown to the movies table
+    assert feats[1, -1] > 0 and feats[0, -1] == 0
