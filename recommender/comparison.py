@@ -208,7 +208,8 @@ def _column_order(columns, k: int) -> list[str]:
 def compare(names: list[str] | None, train: pd.DataFrame, test: pd.DataFrame,
             movies: pd.DataFrame | None = None, tags: pd.DataFrame | None = None,
             seed: int = 0, k: int = 10, params: dict[str, dict] | None = None,
-            quick: bool = False, n_resamples: int = 1000, max_k: int = 50) -> Comparison:
+            quick: bool = False, n_resamples: int = 1000, max_k: int = 50,
+            cache_dir: str | None = None) -> Comparison:
     """Train and evaluate models on one split, with intervals, paired tests and curves.
 
     Paired tests are against the best baseline of :data:`BASELINES` among the compared models:
@@ -228,6 +229,8 @@ def compare(names: list[str] | None, train: pd.DataFrame, test: pd.DataFrame,
         quick: few epochs (:data:`QUICK_PARAMS`, for models that have those keys).
         n_resamples: bootstrap resamples for the 95% intervals.
         max_k: longest list of the precision/recall curves.
+        cache_dir: reuse models saved there for the same data and settings (see
+            :func:`recommender.evaluation.fit_and_evaluate`), and save new ones.
 
     Returns:
         A :class:`Comparison`.
@@ -238,7 +241,8 @@ def compare(names: list[str] | None, train: pd.DataFrame, test: pd.DataFrame,
     rows, per_user, curves, predictions = [], [], [], []
     for name in names:
         model, result = fit_and_evaluate(name, train, test, movies=movies, tags=tags,
-                                         seed=seed, k=k, **_params_for(name, params, quick))
+                                         seed=seed, k=k, cache_dir=cache_dir,
+                                         **_params_for(name, params, quick))
         rows.append({**result.row(), "model": name, **_intervals(result, k, n_resamples, seed)})
         per_user.append(result.per_user.assign(model=name))
         curves.append(precision_recall_at_k(model, test, max_k).assign(model=name))

@@ -8,15 +8,18 @@ skipped. ``recommender evaluate``, the notebooks and the comparison all call :fu
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
 from recommender import metrics
-from recommender.models import Recommender, make_model
+from recommender.models import Recommender, load_model, make_model
+from recommender.models.base import fingerprint
 
 __all__ = ["Evaluation", "evaluate", "fit_and_evaluate", "relevance_matrix"]
 
@@ -81,14 +84,42 @@ def evaluate(model: Recommender, test: pd.DataFrame, k: int = 10,
     return Evaluation(model.name, out, table, recommended, predictions)
 
 
+def _same(a: dict, b: dict) -> bool:
+    """Equal once both went through JSON (tuples saved as lists)."""
+    return json.dumps(a, sort_keys=True, default=str) == json.dumps(b, sort_keys=True,
+                                                                      default=str)
+
+
+def _cached(path: Path, fresh: Recommender, train: pd.DataFrame) -> Recommender | None:
+    """The model saved at ``path`` if it was trained on ``train`` with ``fresh``'s settings."""
+    if not (path / "model.json").is_file():
+        return None
+    saved = load_model(path)
+    matches = (type(saved) is type(fresh) and saved.seed == fresh.seed
+               and _same(saved.params, json.loads(json.dumps(fresh.params, default=str)))
+               and saved.meta.get("train_fingerprint") == fingerprint(train))
+    return saved if matches else None
+
+
 def fit_and_evaluate(name: str, train: pd.DataFrame, test: pd.DataFrame,
                      movies: pd.DataFrame | None = None, tags: pd.DataFrame | None = None,
-                     seed: int = 0, k: int = 10, **params) -> tuple[Recommender, Evaluation]:
-    """Make the registered model ``name``, fit it on ``train`` (timed) and evaluate on ``test``."""
+                     seed: int = 0, k: int = 10, cache_dir: str | Path | None = None,
+                     **params) -> tuple[Recommender, Evaluation]:
+    """Make the registered model ``name``, fit it on ``train`` (timed) and evaluate on ``test``.
+
+    With ``cache_dir``, a model saved at ``cache_dir/name`` with the same settings, seed and
+    training data is loaded instead of refitted (its recorded fit time is reported), and a
+    freshly fitted model is saved there. Notebooks share trained models this way.
+    """
     model = make_model(name, seed=seed, **params)
-    start = time.perf_counter()
-    model.fit(train, movies=movies, tags=tags)
-    fit_seconds = time.perf_counter() - start
+    path = Path(cache_dir) / name if cache_dir else None
+    cached = _cached(path, model, train) if path else None
+    if cached is not None:
+        model = cached
+    else:
+        model.fit(train, movies=movies, tags=tags)
+        if path:
+            model.save(path)
     result = evaluate(model, test, k=k)
-    result.metrics = {"fit_seconds": fit_seconds, **result.metrics}
+    result.metrics = {"fit_seconds": model.meta["fit_seconds"], **result.metrics}
     return model, result

@@ -59,3 +59,22 @@ def test_global_mean_and_biases_reproduce_the_reference_rmse(u20):
 def test_ease_reproduces_the_reference_ndcg(u20):
     _, result = fit_and_evaluate("ease", *u20, l2=200.0)
     assert result.metrics["ndcg@10"] == pytest.approx(0.2835, abs=5e-4)
+
+
+def test_cache_dir_reuses_a_model_only_for_the_same_data_and_settings(synthetic_small,
+                                                                     tmp_path, monkeypatch):
+    from recommender.models.baselines import Biases
+    from recommender.splits import per_user_split
+
+    train, test = per_user_split(synthetic_small.ratings, 0.2, seed=0)
+    fits = []
+    original = Biases._fit
+    monkeypatch.setattr(Biases, "_fit", lambda self, *args: fits.append(1) or
+                        original(self, *args))
+    _, first = fit_and_evaluate("baseline", train, test, cache_dir=tmp_path)
+    assert fits == [1] and (tmp_path / "baseline" / "model.json").is_file()
+    _, again = fit_and_evaluate("baseline", train, test, cache_dir=tmp_path)
+    assert fits == [1] and again.metrics["rmse"] == first.metrics["rmse"]  # loaded
+    fit_and_evaluate("baseline", train, test, cache_dir=tmp_path, reg_user=1.0)
+    fit_and_evaluate("baseline", train.iloc[1:], test, cache_dir=tmp_path)
+    assert fits == [1, 1, 1]  # other settings, other data: fitted again

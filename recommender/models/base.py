@@ -12,6 +12,8 @@ the artifact, and the shipped defaults are the values tuned on a validation slic
 
 from __future__ import annotations
 
+import hashlib
+import time
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -23,7 +25,16 @@ from recommender.artifacts import read_artifact, write_artifact
 from recommender.metrics import top_k
 from recommender.preprocessing import IdEncoder, Interactions
 
-__all__ = ["Recommender", "Context"]
+__all__ = ["Recommender", "Context", "fingerprint"]
+
+
+def fingerprint(ratings: pd.DataFrame) -> str:
+    """A short content hash of a ratings table (ids and ratings), to match saved models to
+    the data they were trained on."""
+    digest = hashlib.sha1()
+    for column in ("userId", "movieId", "rating"):
+        digest.update(np.ascontiguousarray(ratings[column].to_numpy()).tobytes())
+    return digest.hexdigest()[:16]
 
 
 class Context(dict):
@@ -63,13 +74,20 @@ class Recommender:
 
     def fit(self, train: pd.DataFrame, movies: pd.DataFrame | None = None,
             tags: pd.DataFrame | None = None) -> "Recommender":
-        """Fit on a ratings table (``userId, movieId, rating[, timestamp]``)."""
+        """Fit on a ratings table (``userId, movieId, rating[, timestamp]``).
+
+        Records ``fit_seconds`` and the ``train_fingerprint`` in :attr:`meta` (saved with the
+        artifact), so a saved model can be reused only for the data it was trained on.
+        """
+        start = time.perf_counter()
         data = Interactions.from_ratings(train)
         self.users, self.items = data.users, data.items
         self.seen = data.matrix("binary")
         self.global_mean = float(np.mean(data.rating))
         self.rating_scale = (float(data.rating.min()), float(data.rating.max()))
         self._fit(data, Context(movies=movies, tags=tags))
+        self.meta.update(fit_seconds=time.perf_counter() - start,
+                         train_fingerprint=fingerprint(train))
         return self
 
     def _fit(self, data: Interactions, context: Context) -> None:
