@@ -5,8 +5,16 @@
 - :func:`negatives_curve`: quality as the number of sampled negatives grows;
 - :func:`epoch_seconds`: seconds per epoch of full vs sampled softmax as the catalogue grows
   (synthetic catalogues up to 60,000 movies);
-- :func:`folding`, :func:`folding_comparison`: how much item embeddings of unrelated genre
-  clusters "fold" onto each other, for positives-only vs negative-sampled training.
+- :func:`folding`, :func:`folding_comparison`, :func:`genre_similarity`: how much item
+  embeddings of unrelated genre clusters "fold" onto each other, for positives-only vs
+  negative-sampled training;
+- :func:`side_by_side`: any registered models (or one model under several settings) fitted
+  and evaluated on the same split, e.g. MF vs softmax variants vs EASE, popularity bias
+  included.
+
+The negative-sampling analyses concern the softmax layer, so :func:`epoch_seconds` and
+:func:`folding_comparison` turn the wide (EASE) path off unless told otherwise: the wide path
+costs ``items^2`` memory and has no item embeddings to fold.
 """
 
 from __future__ import annotations
@@ -21,7 +29,7 @@ from recommender.models.softmax import LOSSES, Softmax
 from recommender.synthetic import make_synthetic
 
 __all__ = ["compare_losses", "negatives_curve", "epoch_seconds", "folding",
-           "folding_comparison"]
+           "folding_comparison", "genre_similarity", "side_by_side"]
 
 _COLUMNS = ("ndcg@10", "recall@10", "coverage@10", "top1pct_share", "fit_seconds")
 
@@ -110,7 +118,7 @@ def epoch_seconds(catalogue_sizes: Iterable[int] = (1_000, 5_000, 20_000, 60_000
                               n_ratings=n_users * ratings_per_user, seed=seed)
         for loss in losses:
             model = Softmax(seed=seed, **{"epochs": epochs, "patience": epochs, "refit": False,
-                                          **params, "loss": loss})
+                                          "wide": False, **params, "loss": loss})
             model.fit(data.ratings, movies=data.movies)
             rows.append({"movies": int(size), "loss": loss,
                          "epoch_seconds": model.meta["epoch_seconds"]})
@@ -156,7 +164,8 @@ def folding_comparison(train: pd.DataFrame, test: pd.DataFrame, movies: pd.DataF
     """Folding and quality of models trained with and without negatives.
 
     Genre features are left out of the item vectors (``use_genres=False`` unless overridden),
-    so any genre separation is learned from the interactions alone.
+    so any genre separation is learned from the interactions alone; the wide path is off
+    (``wide=False`` unless overridden) so the softmax layer alone ranks.
 
     Args:
         train, test: ratings tables (synthetic data with planted genre structure suits best).
@@ -169,10 +178,69 @@ def folding_comparison(train: pd.DataFrame, test: pd.DataFrame, movies: pd.DataF
         One row per loss: ``loss``, ``within``, ``between``, ``gap`` and the columns of
         :func:`compare_losses`.
     """
-    params = {"use_genres": False, **params}
+    params = {"use_genres": False, "wide": False, **params}
     rows = []
     for loss in losses:
         model, result = fit_and_evaluate("softmax", train, test, movies=movies, seed=seed,
                                          loss=loss, **params)
         rows.append({"loss": loss, **folding(model, movies), **_row(model, result)})
+    return pd.DataFrame(rows)
+
+
+def _unit_items(model: Softmax, movies: pd.DataFrame) -> tuple[np.ndarray, pd.Series]:
+    """Unit-norm item vectors and each movie's cluster (first listed genre, '' if none)."""
+    vectors = model.towers.items()[0].numpy().astype(np.float64)
+    unit = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    first = movies.set_index("movieId")["genres"].reindex(model.items.ids)
+    return unit, pd.Series([g[0] if isinstance(g, list) and g else "" for g in first])
+
+
+def genre_similarity(model: Softmax, movies: pd.DataFrame, top: int = 8) -> pd.DataFrame:
+    """Mean cosine similarity of item vectors between (and within) genre clusters.
+
+    Clusters are first listed genres, the ``top`` largest kept. The diagonal is the mean over
+    distinct pairs of one cluster; a folded model shows high off-diagonal values.
+
+    Args:
+        model: a fitted softmax model.
+        movies: movies table with a ``genres`` list column.
+        top: how many clusters (largest first).
+
+    Returns:
+        Square DataFrame indexed and columned by cluster name.
+    """
+    unit, label = _unit_items(model, movies)
+    names = [n for n in label.value_counts().index if n][:top]
+    sums = np.stack([unit[(label == n).to_numpy()].sum(axis=0) for n in names])
+    sizes = np.array([(label == n).sum() for n in names], np.float64)
+    gram = sums @ sums.T
+    pairs = np.outer(sizes, sizes)
+    np.fill_diagonal(gram, np.diag(gram) - sizes)  # drop each movie's self-similarity
+    np.fill_diagonal(pairs, sizes * (sizes - 1))
+    return pd.DataFrame(gram / np.maximum(pairs, 1), index=names, columns=names)
+
+
+def side_by_side(train: pd.DataFrame, test: pd.DataFrame, specs: dict[str, tuple[str, dict]],
+                 movies: pd.DataFrame | None = None, seed: int = 0,
+                 columns: Iterable[str] = ("precision@10", "recall@10", "ndcg@10", "map@10",
+                                           "hr@10", "coverage@10", "top1pct_share",
+                                           "fit_seconds")) -> pd.DataFrame:
+    """Fit and evaluate several models on the same split with the benchmark protocol.
+
+    Args:
+        train, test: ratings tables.
+        specs: ``label -> (registered model name, params)``; a label may reuse a model name
+            under other settings (e.g. softmax with uniform vs popularity negatives).
+        movies: movies table (side features for the models that use them).
+        seed: model seed.
+        columns: metrics to keep (``top1pct_share``: share of recommendation slots taken by
+            the 1% most rated movies, the popularity-bias measure).
+
+    Returns:
+        One row per label: ``model`` and ``columns``.
+    """
+    rows = []
+    for label, (name, params) in specs.items():
+        _, result = fit_and_evaluate(name, train, test, movies=movies, seed=seed, **params)
+        rows.append({"model": label, **{c: result.metrics.get(c) for c in columns}})
     return pd.DataFrame(rows)

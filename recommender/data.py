@@ -213,7 +213,7 @@ def _normalise_movies(movie_ids, titles, genres: list[list[str]]) -> pd.DataFram
     return pd.DataFrame({
         "movieId": np.asarray(movie_ids, dtype=np.int32),
         "title": titles.to_numpy(),
-        "year": pd.to_numeric(year, errors="coerce").astype("Int64").to_numpy(),
+        "year": pd.array(pd.to_numeric(year, errors="coerce"), dtype="Int64"),
         "genres": genres,
     })
 

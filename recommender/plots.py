@@ -13,7 +13,7 @@ import seaborn as sns
 
 __all__ = ["rating_distribution", "popularity_long_tail", "user_activity", "genres_over_time",
            "sparsity_pattern", "training_curves", "error_by_bucket", "predicted_vs_actual",
-           "embedding_2d", "calibration", "metrics_with_ci", "metric_at_k"]
+           "embedding_2d", "calibration", "roc_curve", "metrics_with_ci", "metric_at_k"]
 
 sns.set_theme(style="whitegrid", context="notebook")
 
@@ -76,16 +76,21 @@ def sparsity_pattern(mask: np.ndarray, max_side: int = 400):
     return fig
 
 
-def training_curves(history: pd.DataFrame, val_label: str = "validation"):
-    """Training loss and validation metric per epoch, the best epoch marked."""
+def training_curves(history: pd.DataFrame, val_label: str = "validation",
+                    best_epoch: int | None = None):
+    """Training loss and validation metric per epoch, the best epoch marked.
+
+    Pass ``best_epoch`` from the training history: early stopping only counts improvements
+    larger than its ``min_delta``, so it can differ from the lowest validation value.
+    """
     fig, ax = plt.subplots(figsize=(7, 3.5))
     ax.plot(history["epoch"], history["loss"], label="training loss")
     ax.set(xlabel="epoch", ylabel="training loss")
     if "val" in history:
         twin = ax.twinx()
         twin.plot(history["epoch"], history["val"], color="crimson", label=val_label)
-        best = history.loc[history["val"].idxmin()]
-        twin.axvline(best["epoch"], color="grey", ls="--", lw=1)
+        best = best_epoch or history.loc[history["val"].idxmin(), "epoch"]
+        twin.axvline(best, color="grey", ls="--", lw=1, label=f"best epoch {best}")
         twin.set_ylabel(val_label)
         fig.legend(loc="upper right")
     ax.set_title("Training curves")
@@ -133,6 +138,21 @@ def calibration(prob_true: np.ndarray, prob_pred: np.ndarray, label: str = "mode
     ax.plot(prob_pred, prob_true, marker="o", label=label)
     ax.set(xlabel="predicted P(like)", ylabel="observed share of likes", title="Calibration")
     ax.legend()
+    return fig
+
+
+def roc_curve(true, prob, label: str = "model"):
+    """ROC curve of a probabilistic classifier, its AUC in the legend."""
+    from sklearn.metrics import roc_auc_score
+    from sklearn.metrics import roc_curve as _roc
+
+    fpr, tpr, _ = _roc(np.asarray(true).astype(int), np.asarray(prob))
+    auc = roc_auc_score(np.asarray(true).astype(int), np.asarray(prob))
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    ax.plot([0, 1], [0, 1], ls="--", color="grey", label="chance")
+    ax.plot(fpr, tpr, label=f"{label} (AUC {auc:.3f})")
+    ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC curve")
+    ax.legend(loc="lower right")
     return fig
 
 

@@ -125,11 +125,37 @@ def run_notebooks(dataset: str = "ml-latest-small", data_dir: str | None = None,
     return RunResult(reports_dir, done, total)
 
 
+_INDEX_COLUMNS = ("rmse", "mae", "precision@10", "recall@10", "ndcg@10", "map@10", "hr@10",
+                  "coverage@10", "novelty", "top1pct_share", "ndcg@10_p", "rmse_p",
+                  "fit_seconds", "score_seconds")
+
+
 def _comparison_table(metrics: dict[str, dict]):
+    """The comparison rows of notebook 07 for the index: point estimates with their 95%
+    intervals in one cell, then p-values and timings."""
     import pandas as pd
 
     rows = metrics.get("07_model_comparison", {}).get("table")
-    return pd.DataFrame(rows) if rows else None
+    if not rows:
+        return None
+    table = pd.DataFrame(rows)
+
+    def cell(row, column):
+        value = row.get(column)
+        if value is None or pd.isna(value):
+            return "–"
+        if column.endswith("_p"):
+            return f"{value:.1e}"
+        if column.endswith("seconds"):
+            return f"{value:.1f}"
+        low, high = row.get(f"{column}_low"), row.get(f"{column}_high")
+        if low is not None and high is not None and pd.notna(low):
+            return f"{value:.4f} [{low:.3f}, {high:.3f}]"
+        return f"{value:.4f}"
+
+    columns = [c for c in _INDEX_COLUMNS if c in table]
+    return pd.DataFrame([{"model": r["model"], **{c: cell(r, c) for c in columns}}
+                         for r in table.to_dict(orient="records")])
 
 
 def _publish(staging: Path, reports_dir: Path) -> None:

@@ -85,6 +85,7 @@ def test_csv_layout(tmp_path, as_zip):
     assert movies.loc[1, "genres"] == ["Adventure", "Animation", "Children"]
     assert movies.loc[5, "genres"] == []
     assert movies.loc[1, "year"] == 1995 and pd.isna(movies.loc[5, "year"])
+    assert str(movies["year"].dtype) == "Int64"
     assert data.tags["tag"].tolist() == ["pixar", "1995"]  # a numeric tag stays text
     assert data.links["imdbId"].tolist() == ["0114709", "0112346", "0000005"]
     assert data.links["tmdbId"].isna().tolist() == [False, True, False]

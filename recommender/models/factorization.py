@@ -38,7 +38,8 @@ from recommender.preprocessing import Interactions, movie_features
 from recommender.splits import validation_split
 from recommender.training import History, TrainConfig, fit_loop, set_seed, strategy
 
-__all__ = ["Regression", "Classification", "classification_report", "calibration"]
+__all__ = ["Regression", "Classification", "classification_report", "calibration",
+           "error_buckets", "item_embedding_2d", "dense_vs_sparse"]
 
 _PAIR_CELLS = 2**18  # user x movie pairs scored at once when an MLP head is present
 
@@ -285,6 +286,11 @@ class _Factorization(Recommender):
             .reshape(len(chunk), self.n_items)
             for chunk in np.array_split(user_index, max(1, -(-len(user_index) // step)))])
 
+    def item_vectors(self) -> np.ndarray:
+        """The movie factors ``q_i`` (features projected in when used), ``(n_items, dim)``."""
+        self._check_fitted()
+        return self._module.item_vectors().numpy()
+
     # -- persistence -----------------------------------------------------------------------
 
     def _state(self) -> dict[str, np.ndarray]:
@@ -394,3 +400,112 @@ def calibration(model: Classification, test: pd.DataFrame, n_bins: int = 10,
     labels, prob = _labels_and_probabilities(model, test)
     observed, predicted = calibration_curve(labels, prob, n_bins=n_bins, strategy=strategy)
     return pd.DataFrame({"predicted": predicted, "observed": observed})
+
+
+def _count_buckets(counts: pd.Series, n_buckets: int) -> pd.Series:
+    """Quantile buckets of integer counts, labelled by the count range they hold (``"3-12"``)."""
+    cut = pd.qcut(counts, n_buckets, duplicates="drop")
+    names = {iv: f"{max(int(np.floor(iv.left)) + 1, 0)}-{int(np.floor(iv.right))}"
+             for iv in cut.cat.categories}
+    return cut.cat.rename_categories(names)
+
+
+def error_buckets(predictions: pd.DataFrame, train: pd.DataFrame,
+                  n_buckets: int = 5) -> pd.DataFrame:
+    """Test predictions with their error and the activity/popularity bucket of each pair.
+
+    Args:
+        predictions: ``userId``, ``movieId``, ``rating``, ``prediction`` (as in
+            ``Evaluation.predictions``).
+        train: the ratings the model was fitted on; a user's activity and a movie's popularity
+            are their numbers of train ratings (0 when unseen).
+        n_buckets: quantile buckets (``pd.qcut``; fewer when counts tie).
+
+    Returns:
+        ``predictions`` plus ``error`` (prediction - rating), ``abs_error``, ``squared_error``,
+        ``user_activity`` and ``movie_popularity`` (ordered categories labelled by count range).
+    """
+    users = predictions["userId"].map(train["userId"].value_counts()).fillna(0)
+    movies = predictions["movieId"].map(train["movieId"].value_counts()).fillna(0)
+    error = predictions["prediction"] - predictions["rating"]
+    return predictions.assign(error=error, abs_error=error.abs(), squared_error=error ** 2,
+                              user_activity=_count_buckets(users, n_buckets),
+                              movie_popularity=_count_buckets(movies, n_buckets))
+
+
+def item_embedding_2d(model: _Factorization, movies: pd.DataFrame, n: int = 1500,
+                      method: str = "pca", top_genres: int = 8, seed: int = 0) -> pd.DataFrame:
+    """The factors of the ``n`` most-rated train movies projected to 2-D, with first genre.
+
+    Args:
+        model: a fitted :class:`Regression` or :class:`Classification`.
+        movies: the movies table (``movieId``, ``title``, ``genres`` as lists).
+        n: how many of the most-rated movies to project.
+        method: ``"pca"`` (fast, linear) or ``"tsne"`` (neighbourhoods, slower).
+        top_genres: first genres kept as they are; the rest are labelled ``"other"``.
+        seed: random state of the projection.
+
+    Returns:
+        ``movieId, title, genre, ratings, x, y``, one row per projected movie.
+    """
+    from sklearn.decomposition import PCA
+    from sklearn.manifold import TSNE
+
+    counts = np.asarray(model.seen.sum(axis=0)).ravel()
+    top = np.argsort(-counts, kind="stable")[:n]
+    vectors = model.item_vectors()[top]
+    if method == "tsne":
+        points = TSNE(2, init="pca", random_state=seed, max_iter=500,
+                      perplexity=min(30.0, (len(top) - 1) / 3)).fit_transform(vectors)
+    elif method == "pca":
+        points = PCA(2, random_state=seed).fit_transform(vectors)
+    else:
+        raise ValueError(f"method must be 'pca' or 'tsne', not {method!r}")
+    ids = model.items.decode(top)
+    info = movies.set_index("movieId").reindex(ids)
+    first = info["genres"].map(lambda g: g[0] if isinstance(g, (list, tuple, np.ndarray))
+                               and len(g) else "(no genres listed)")
+    keep = first.value_counts().index[:top_genres]
+    return pd.DataFrame({"movieId": ids, "title": info["title"].to_numpy(),
+                         "genre": first.where(first.isin(keep), "other").to_numpy(),
+                         "ratings": counts[top], "x": points[:, 0], "y": points[:, 1]})
+
+
+def dense_vs_sparse(train: pd.DataFrame, test: pd.DataFrame, n_movies: int = 10_000,
+                    n_users: int = 5_000, epochs: int = 20, seed: int = 0,
+                    **params: Any) -> tuple[pd.DataFrame, float]:
+    """Fit :class:`Regression` on the capped ratings matrix by both data paths, full batch.
+
+    The train ratings are restricted to seed 003's matrix (the ``n_movies`` most-rated movies x
+    the ``n_users`` most active users of train); the ``"dense"`` path trains on ``Y``/``R``, the
+    ``"sparse"`` path on the same triples in one batch of all of them, with the same seed, no
+    validation slice and no refit, so both optimise the same objective step for step.
+
+    Args:
+        train, test: ratings tables; test is restricted to the same users and movies.
+        n_movies, n_users: the cap of the dense matrix.
+        epochs: full-batch steps (one per epoch).
+        seed: model seed.
+        **params: other :class:`Regression` parameters (e.g. ``dim``, ``learning_rate``).
+
+    Returns:
+        One row per path (``data_path, fit_seconds, final_loss, rmse``) and the largest
+        absolute difference between the two paths' test predictions.
+    """
+    from recommender.preprocessing import ratings_matrix
+
+    capped = ratings_matrix(train, n_movies=n_movies, n_users=n_users)
+    keep = lambda t: t[t["movieId"].isin(capped.movie_ids) & t["userId"].isin(capped.user_ids)]  # noqa: E731
+    train, test = keep(train), keep(test)
+    rows, predictions = [], []
+    for path in ("dense", "sparse"):
+        model = Regression(seed=seed, **{**params, "data_path": path, "epochs": epochs,
+                                         "validation": 0.0, "refit": False,
+                                         "batch_size": len(train)})
+        model.fit(train)
+        pred = model.predict(test["userId"].to_numpy(), test["movieId"].to_numpy())
+        predictions.append(pred)
+        rows.append({"data_path": path, "fit_seconds": model.meta["fit_seconds"],
+                     "final_loss": model.history[-1].rows[-1]["loss"],
+                     "rmse": metrics.rmse(test["rating"], pred)})
+    return pd.DataFrame(rows), float(np.max(np.abs(predictions[0] - predictions[1])))

@@ -8,8 +8,10 @@ import scipy.sparse as sp
 from recommender.analysis import folding
 from recommender.evaluation import fit_and_evaluate
 from recommender.models import load_model, make_model
-from recommender.models.softmax import (_Sampler, logq_correction, remove_accidental_hits,
-                                        sample_negatives, sampling_distribution)
+from recommender.models.baselines import EASE
+from recommender.models.softmax import (Softmax, _Sampler, ease_weights, logq_correction,
+                                        remove_accidental_hits, sample_negatives,
+                                        sampling_distribution)
 from recommender.splits import per_user_split
 
 FAST = {"epochs": 25, "patience": 5, "refit": False}
@@ -120,3 +122,39 @@ def test_positives_only_training_folds_the_clusters(data, split, fitted):
     folded, _ = fit_and_evaluate("softmax", train, test, movies=data[1], use_genres=False,
                                  loss="positives-only", **FAST)
     assert folding(folded, data[1])["gap"] < folding(fitted[0], data[1])["gap"] / 2
+
+
+@pytest.mark.parametrize("n_users", [40, 300])  # Woodbury (users < items) and direct inverse
+def test_wide_weights_are_the_ease_closed_form(n_users):
+    x = sp.random(n_users, 120, density=0.1, format="csr", random_state=4)
+    x.data = np.random.default_rng(5).uniform(0.05, 2.0, x.nnz)  # rating weights
+    gram = x.astype(np.float64).T @ x.astype(np.float64)
+    inverse = np.linalg.inv(gram.toarray() + 50.0 * np.eye(120))
+    expected = inverse / -np.diag(inverse)
+    np.fill_diagonal(expected, 0.0)
+    np.testing.assert_allclose(ease_weights(x, 50.0), expected, atol=1e-5)
+
+
+def test_wide_path_adds_gated_ease_scores(split, fitted):
+    train, _ = split
+    model, _ = fitted
+    assert model.params["wide"] and model.meta["wide_gate"] > 0
+    ease = EASE(l2=model.params["wide_l2"],
+                rating_weight=model.params["wide_rating_weight"]).fit(train)
+    np.testing.assert_allclose(model.wide[1], ease.B, atol=1e-5)  # W on all of train
+    users = np.arange(6)
+    deep = Softmax(**{**model.params, "wide": False})
+    deep.towers, deep.history, deep.activity = model.towers, model.history, model.activity
+    wide_part = model.meta["wide_gate"] * ease.score(users)
+    np.testing.assert_allclose(model.score(users) - deep._logits(model.towers, model.history,
+                                                                 users),
+                               wide_part, rtol=1e-4, atol=1e-4)
+
+
+def test_without_wide_path_there_is_no_gate(data, split):
+    train, test = split
+    model, result = fit_and_evaluate("softmax", train, test, movies=data[1], use_genres=False,
+                                     wide=False, epochs=3, patience=3, refit=False)
+    assert model.wide is None and "log_gate" not in {
+        v.name.split(":")[0] for v in model.towers.trainable_variables}
+    assert np.isfinite(result.metrics["ndcg@10"])
