@@ -165,8 +165,10 @@ def _sample_pairs(counts: np.ndarray, p: np.ndarray, segment: np.ndarray,
 
     Draws with replacement, deduplicates all (user, movie) pairs at once as one sorted int64
     key, and keeps each user's first ``counts[u]`` distinct movies in draw order (which is
-    exactly weighted sampling without replacement). Users left short are drawn for again,
-    with a doubling oversampling factor, until every user is complete.
+    exactly weighted sampling without replacement). Users left short are drawn for again with
+    a doubling oversampling factor; the few still short after that (heavy raters of a small,
+    skewed catalogue) are drawn one by one with ``rng.choice(replace=False)``, so memory
+    never grows with the skew.
 
     Returns:
         ``(user_index, movie_index)``, sorted by user then movie.
@@ -179,6 +181,9 @@ def _sample_pairs(counts: np.ndarray, p: np.ndarray, segment: np.ndarray,
     factor = 1.15
     while need.any():
         active = np.flatnonzero(need)
+        if factor > 10:
+            done.append(_draw_each(active, counts, p, segment, rng))
+            break
         draws = np.ceil(need[active] * factor).astype(np.int64) + 2
         user = np.repeat(active.astype(np.int64), draws)
         movie = np.empty(len(user), np.int64)
@@ -207,6 +212,15 @@ def _sample_pairs(counts: np.ndarray, p: np.ndarray, segment: np.ndarray,
         factor *= 2.0
     keys = np.sort(np.concatenate(done))
     return keys // n_movies, keys % n_movies
+
+
+def _draw_each(users: np.ndarray, counts: np.ndarray, p: np.ndarray, segment: np.ndarray,
+               rng: np.random.Generator) -> np.ndarray:
+    """Pair keys of ``counts[u]`` distinct movies for each of ``users``, drawn exactly."""
+    n_movies = p.shape[1]
+    return np.concatenate([
+        u * n_movies + rng.choice(n_movies, counts[u], replace=False, p=p[segment[u]])
+        for u in users.tolist()]).astype(np.int64)
 
 
 def _genres(n_movies: int, names: list[str],

@@ -342,8 +342,8 @@ class Softmax(Recommender):
         "rating_weighted": False, "pooling": "mean", "use_genres": True, "target_fraction": 0.2,
         "max_targets": 32, "num_negatives": 1024, "l2": 0.0, "epochs": 200,
         "batch_size": 64, "learning_rate": 1e-3, "patience": 10, "validation_fraction": 0.1,
-        "refit": True, "progress": False, "wide": True, "wide_l2": 200.0, "wide_gate": 10.0,
-        "wide_rating_weight": 0.0,
+        "refit": True, "progress": False, "wide": True, "wide_l2": 300.0, "wide_gate": 100.0,
+        "wide_rating_weight": 0.5,
     }
 
     def _fit(self, data: Interactions, context: Context) -> None:
