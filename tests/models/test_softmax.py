@@ -14,7 +14,7 @@ from recommender.models.softmax import (Softmax, _Sampler, ease_weights, logq_co
                                         sampling_distribution)
 from recommender.splits import per_user_split
 
-FAST = {"epochs": 25, "patience": 5, "refit": False}
+FAST = {"epochs": 25, "patience": 5, "refit": False, "wide": False}  # the deep softmax alone
 
 
 @pytest.fixture(scope="module")
@@ -135,9 +135,16 @@ def test_wide_weights_are_the_ease_closed_form(n_users):
     np.testing.assert_allclose(ease_weights(x, 50.0), expected, atol=1e-5)
 
 
-def test_wide_path_adds_gated_ease_scores(split, fitted):
+@pytest.fixture(scope="module")
+def wide_fitted(data, split):
+    train, test = split
+    return fit_and_evaluate("softmax", train, test, movies=data[1], use_genres=False,
+                            **{**FAST, "epochs": 5, "wide": True})
+
+
+def test_wide_path_adds_gated_ease_scores(split, wide_fitted, tmp_path):
     train, _ = split
-    model, _ = fitted
+    model, _ = wide_fitted
     assert model.params["wide"] and model.meta["wide_gate"] > 0
     ease = EASE(l2=model.params["wide_l2"],
                 rating_weight=model.params["wide_rating_weight"]).fit(train)
@@ -149,6 +156,15 @@ def test_wide_path_adds_gated_ease_scores(split, fitted):
     np.testing.assert_allclose(model.score(users) - deep._logits(model.towers, model.history,
                                                                  users),
                                wide_part, rtol=1e-4, atol=1e-4)
+    model.save(tmp_path / "wide")  # W is recomputed at load time, not saved
+    np.testing.assert_allclose(load_model(tmp_path / "wide").score(users), model.score(users),
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_wide_and_deep_beats_popularity(split, wide_fitted):
+    train, test = split
+    _, popularity = fit_and_evaluate("popularity", train, test)
+    assert wide_fitted[1].metrics["ndcg@10"] > popularity.metrics["ndcg@10"] + 0.05
 
 
 def test_without_wide_path_there_is_no_gate(data, split):
