@@ -20,6 +20,7 @@ import scipy.sparse as sp
 from recommender import metrics
 from recommender.models import Recommender, load_model, make_model
 from recommender.models.base import fingerprint
+from recommender.models.factorization import Classification, classification_report
 
 __all__ = ["Evaluation", "evaluate", "fit_and_evaluate", "relevance_matrix"]
 
@@ -66,6 +67,8 @@ def evaluate(model: Recommender, test: pd.DataFrame, k: int = 10,
         predictions = test[["userId", "movieId", "rating"]].assign(prediction=pred)
         out["rmse"] = metrics.rmse(test["rating"], pred)
         out["mae"] = metrics.mae(test["rating"], pred)
+    if isinstance(model, Classification):  # P(like) against like = rating >= its threshold
+        out.update(classification_report(model, test))
 
     users, relevant = relevance_matrix(model, test, threshold)
     start = time.perf_counter()

@@ -208,7 +208,7 @@ def tag_tfidf(tags: pd.DataFrame | None, items: IdEncoder,
 
 def movie_features(movies: pd.DataFrame, items: IdEncoder, tags: pd.DataFrame | None = None,
                    max_tags: int = 500) -> sp.csr_matrix:
-    """Genre multi-hot, standardised year and tag TF-IDF side by side, rows aligned with ``items``."""
+    """Genre multi-hot, standardised year and tag TF-IDF side by side, rows aligned to ``items``."""
     genres, _ = genre_matrix(movies, items)
     year = movies.set_index("movieId")["year"].reindex(items.ids).astype("Float64")
     known = year.notna().to_numpy()

@@ -6,6 +6,7 @@ folder's content moved over ``reports/``, so a failure never overwrites the last
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import tempfile
@@ -79,6 +80,7 @@ def run_notebooks(dataset: str = "ml-latest-small", data_dir: str | None = None,
     """
     import papermill as pm
 
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # kernels inherit it: no C++ log noise
     reports_dir = Path(reports_dir)
     reports_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=reports_dir))

@@ -34,6 +34,16 @@ def test_fit_and_evaluate_reports_every_key(synthetic_small):
     assert np.isclose(result.per_user["ndcg"].mean(), result.metrics["ndcg@10"])
 
 
+def test_classifiers_also_report_their_classification_metrics(synthetic_small):
+    from recommender.splits import per_user_split
+
+    train, test = per_user_split(synthetic_small.ratings, 0.2, seed=0)
+    _, result = fit_and_evaluate("classification", train, test, epochs=2, dim=4, refit=False)
+    assert {"accuracy", "precision", "recall", "f1", "auc", "log_loss"} <= set(result.metrics)
+    assert 0.0 <= result.metrics["auc"] <= 1.0 and result.metrics["log_loss"] > 0
+    assert np.isclose(result.metrics["positive_rate"], (test["rating"] >= 4.0).mean())
+
+
 @pytest.fixture(scope="module")
 def u20(shared_benchmarks):
     folder = shared_benchmarks / "ml-latest-small-u20"
