@@ -1,8 +1,7 @@
 """Seed 004's analyses of the softmax model, each returning a DataFrame for a notebook.
 
-- :func:`compare_losses`: quality, popularity bias (share of slots taken by the top 1% most
-  rated movies) and speed of every loss;
-- :func:`negatives_curve`: quality as the number of sampled negatives grows;
+- :func:`negatives_curve`: quality, popularity bias (share of slots taken by the top 1% most
+  rated movies) and speed as the number of sampled negatives grows;
 - :func:`epoch_seconds`: seconds per epoch of full vs sampled softmax as the catalogue grows
   (synthetic catalogues up to 60,000 movies);
 - :func:`folding`, :func:`folding_comparison`, :func:`genre_similarity`: how much item
@@ -25,10 +24,10 @@ import numpy as np
 import pandas as pd
 
 from recommender.evaluation import Evaluation, fit_and_evaluate
-from recommender.models.softmax import LOSSES, Softmax
+from recommender.models.softmax import Softmax
 from recommender.synthetic import make_synthetic
 
-__all__ = ["compare_losses", "negatives_curve", "epoch_seconds", "folding",
+__all__ = ["negatives_curve", "epoch_seconds", "folding",
            "folding_comparison", "genre_similarity", "side_by_side"]
 
 _COLUMNS = ("ndcg@10", "recall@10", "coverage@10", "top1pct_share", "fit_seconds")
@@ -40,30 +39,6 @@ def _row(model: Softmax, result: Evaluation) -> dict:
             "epoch_seconds": model.meta["epoch_seconds"],
             "best_epoch": model.meta["validation"]["best_epoch"],
             "val_ndcg@10": model.meta["validation"]["ndcg@10"]}
-
-
-def compare_losses(train: pd.DataFrame, test: pd.DataFrame, movies: pd.DataFrame | None = None,
-                   losses: Iterable[str] = LOSSES, seed: int = 0, **params) -> pd.DataFrame:
-    """Fit one softmax model per loss and evaluate each with the benchmark protocol.
-
-    Args:
-        train, test: ratings tables.
-        movies: movies table with ``genres`` (optional side features).
-        losses: loss names (see :data:`recommender.models.softmax.LOSSES`).
-        seed: model seed.
-        **params: other softmax hyperparameters, shared by every run.
-
-    Returns:
-        One row per loss: ``loss``, NDCG/recall/coverage@10, ``top1pct_share`` (share of
-        recommendations from the 1% most rated movies), ``fit_seconds``, ``epoch_seconds``,
-        ``best_epoch`` and ``val_ndcg@10`` (the early-stopping slice of train).
-    """
-    rows = []
-    for loss in losses:
-        model, result = fit_and_evaluate("softmax", train, test, movies=movies, seed=seed,
-                                         loss=loss, **params)
-        rows.append({"loss": loss, **_row(model, result)})
-    return pd.DataFrame(rows)
 
 
 def negatives_curve(train: pd.DataFrame, test: pd.DataFrame, movies: pd.DataFrame | None = None,
@@ -81,7 +56,9 @@ def negatives_curve(train: pd.DataFrame, test: pd.DataFrame, movies: pd.DataFram
         **params: other softmax hyperparameters.
 
     Returns:
-        One row per value: ``num_negatives`` and the columns of :func:`compare_losses`.
+        One row per value: ``num_negatives``, NDCG/recall/coverage@10, ``top1pct_share``,
+        ``fit_seconds``, ``epoch_seconds``, ``best_epoch`` and ``val_ndcg@10`` (the
+        early-stopping slice of train).
     """
     rows = []
     for n in num_negatives:
@@ -140,10 +117,7 @@ def folding(model: Softmax, movies: pd.DataFrame) -> dict:
     Returns:
         ``{"within": ..., "between": ..., "gap": within - between}``.
     """
-    vectors = model.towers.items()[0].numpy().astype(np.float64)
-    unit = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-    first = movies.set_index("movieId")["genres"].reindex(model.items.ids)
-    label = pd.Series([g[0] if isinstance(g, list) and g else "" for g in first])
+    unit, label = _unit_items(model, movies)
     keep = (label != "").to_numpy()
     codes, names = pd.factorize(label[keep])
     sums = np.zeros((len(names), unit.shape[1]))
@@ -160,7 +134,7 @@ def folding(model: Softmax, movies: pd.DataFrame) -> dict:
 def folding_comparison(train: pd.DataFrame, test: pd.DataFrame, movies: pd.DataFrame,
                        losses: Iterable[str] = ("positives-only", "sampled-uniform",
                                                 "sampled-popularity", "full"),
-                       seed: int = 0, **params) -> pd.DataFrame:
+                       seed: int = 0, **params) -> tuple[pd.DataFrame, dict[str, Softmax]]:
     """Folding and quality of models trained with and without negatives.
 
     Genre features are left out of the item vectors (``use_genres=False`` unless overridden),
@@ -168,23 +142,26 @@ def folding_comparison(train: pd.DataFrame, test: pd.DataFrame, movies: pd.DataF
     (``wide=False`` unless overridden) so the softmax layer alone ranks.
 
     Args:
-        train, test: ratings tables (synthetic data with planted genre structure suits best).
+        train, test: ratings tables (:func:`recommender.synthetic.planted_clusters` shows the
+            effect most cleanly).
         movies: movies table with ``genres``.
         losses: loss names to compare.
         seed: model seed.
         **params: other softmax hyperparameters.
 
     Returns:
-        One row per loss: ``loss``, ``within``, ``between``, ``gap`` and the columns of
-        :func:`compare_losses`.
+        One row per loss (``loss``, ``within``, ``between``, ``gap`` and the columns of
+        :func:`negatives_curve`), and the fitted models by loss (for
+        :func:`genre_similarity`).
     """
     params = {"use_genres": False, "wide": False, **params}
-    rows = []
+    rows, models = [], {}
     for loss in losses:
         model, result = fit_and_evaluate("softmax", train, test, movies=movies, seed=seed,
                                          loss=loss, **params)
+        models[loss] = model
         rows.append({"loss": loss, **folding(model, movies), **_row(model, result)})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows), models
 
 
 def _unit_items(model: Softmax, movies: pd.DataFrame) -> tuple[np.ndarray, pd.Series]:

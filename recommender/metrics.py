@@ -106,7 +106,13 @@ def top_k(score_fn: ScoreFn, users: np.ndarray, k: int, n_items: int,
         if exclude is not None:
             sub = exclude[batch].tocoo()
             scores[sub.row, sub.col] = -np.inf
-        picked = _top_k_rows(scores, k)
+        live = np.flatnonzero(np.isfinite(scores).any(axis=0))
+        if len(live) < scores.shape[1]:  # columns no user of the batch can get (EASE's
+            # unmodelled movies): dropped, since argpartition crawls through long runs of
+            # equal -inf; ``live`` is ascending, so the index tie-break is kept
+            picked = live[_top_k_rows(scores[:, live], k)]
+        else:
+            picked = _top_k_rows(scores, k)
         valid = np.isfinite(np.take_along_axis(scores, picked, axis=1))
         out[sl, : picked.shape[1]] = np.where(valid, picked, -1)
     return out

@@ -55,6 +55,20 @@ def test_top_k_pads_when_fewer_candidates_than_k():
     assert out.tolist() == [[2, -1]]
 
 
+def test_top_k_skips_columns_nobody_can_get_and_stays_exact():
+    rng = np.random.default_rng(2)
+    scores = rng.integers(0, 4, size=(30, 25)).astype(np.float32)
+    scores[:, ::3] = -np.inf  # unmodelled movies (as EASE's beyond max_items)
+    scores[0] = -np.inf  # a user with no candidate at all
+    seen = sp.random(30, 25, density=0.3, random_state=3, format="csr")
+    out = metrics.top_k(lambda users: scores[users], np.arange(30), 5, 25, seen, batch_size=8)
+    masked = scores.copy()
+    masked[seen.nonzero()] = -np.inf
+    for user, row in enumerate(masked):
+        best = sorted((j for j in range(25) if np.isfinite(row[j])), key=lambda j: (-row[j], j))
+        assert out[user].tolist() == (best + [-1] * 5)[:5]
+
+
 def test_top_k_batched_equals_unbatched():
     rng = np.random.default_rng(0)
     scores = rng.integers(0, 5, size=(50, 40)).astype(float)  # many ties on purpose

@@ -9,7 +9,7 @@ import pytest
 from recommender.data import DataError
 from recommender.models import make_model
 from recommender.splits import per_user_split
-from recommender.synthetic import make_synthetic
+from recommender.synthetic import make_synthetic, planted_clusters
 
 
 def test_shape_and_dtypes(synthetic_small):
@@ -70,3 +70,14 @@ def test_a_model_learns_the_planted_biases(synthetic_small):
 def test_bad_arguments(kwargs):
     with pytest.raises(DataError, match="make_synthetic"):
         make_synthetic(**kwargs)
+
+
+def test_planted_clusters_never_mix():
+    ratings, movies = planted_clusters(n_clusters=3, movies_per_cluster=10, n_users=30,
+                                       per_user=5, seed=1)
+    assert len(ratings) == 150 and not ratings.duplicated(["userId", "movieId"]).any()
+    cluster = (ratings["movieId"] - 1) // 10
+    assert (cluster.groupby(ratings["userId"]).nunique() == 1).all()
+    assert movies.set_index("movieId").loc[ratings["movieId"], "genres"].map(len).eq(1).all()
+    with pytest.raises(ValueError, match="per_user"):
+        planted_clusters(movies_per_cluster=5, per_user=6)

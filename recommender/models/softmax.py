@@ -46,6 +46,7 @@ import scipy.sparse as sp
 
 from recommender import metrics
 from recommender.models.base import Context, Recommender
+from recommender.models.baselines import ease_inputs, ease_weights
 from recommender.preprocessing import Interactions, genre_matrix
 
 __all__ = ["Softmax", "LOSSES", "sampling_distribution", "sample_negatives",
@@ -126,53 +127,6 @@ def logq_correction(q: np.ndarray, items: np.ndarray) -> np.ndarray:
         float32 array shaped like ``items``.
     """
     return np.log(q[items]).astype(np.float32)
-
-
-def ease_weights(history: sp.csr_matrix, l2: float) -> np.ndarray:
-    """Steck's EASE item-item matrix ``B = I - P diagMat(1 / diag(P))``, ``P = (X^T X + l2 I)^-1``,
-    with a zero diagonal, from the users x items input matrix ``history`` (binary, or the
-    rating weights of :func:`wide_inputs`): the wide path's ``W``.
-
-    With fewer users than items ``P`` comes from the Woodbury identity,
-    ``P = (I - X^T (l2 I + X X^T)^-1 X) / l2``: a users x users inverse instead of an
-    items x items one (exact; about 1 s instead of 15 s for ml-latest-small).
-
-    Returns:
-        ``(n_items, n_items)`` float32.
-    """
-    import scipy.linalg
-
-    x = sp.csr_matrix(history, dtype=np.float64)
-    n_users, n_items = x.shape
-    if n_users < n_items:
-        small = (x @ x.T).toarray()
-        small[np.diag_indices_from(small)] += l2
-        k_x = np.asarray(x.T @ scipy.linalg.inv(small, overwrite_a=True, check_finite=False)).T
-        inverse = -np.asarray(x.T @ k_x)
-        inverse[np.diag_indices_from(inverse)] += 1.0
-        inverse /= l2
-    else:
-        gram = (x.T @ x).toarray()
-        gram[np.diag_indices_from(gram)] += l2
-        inverse = scipy.linalg.inv(gram, overwrite_a=True, check_finite=False)
-    weights = inverse / (-np.diag(inverse))
-    weights[np.diag_indices_from(weights)] = 0.0
-    return weights.astype(np.float32)
-
-
-def wide_inputs(ratings: sp.csr_matrix, rating_weight: float) -> sp.csr_matrix:
-    """The wide path's input ``x_u``: ones, or ``max(1 + rating_weight * (r - user mean), 0.05)``
-    per rated movie (as :class:`recommender.models.baselines.RatedEASE`), same sparsity as
-    ``ratings``."""
-    out = sp.csr_matrix(ratings, dtype=np.float32, copy=True)
-    if not rating_weight:
-        out.data[:] = 1.0
-        return out
-    counts = np.diff(out.indptr)
-    means = np.asarray(out.sum(axis=1)).ravel() / np.maximum(counts, 1)
-    out.data = np.maximum(1.0 + rating_weight * (out.data - np.repeat(means, counts)),
-                          0.05).astype(np.float32)
-    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -415,7 +369,7 @@ class Softmax(Recommender):
         """The wide path's inputs ``x`` and ``W`` (EASE's closed form on ``x``), or None."""
         if not self.params["wide"]:
             return None
-        x = wide_inputs(ratings, self.params["wide_rating_weight"])
+        x = ease_inputs(ratings, self.params["wide_rating_weight"])
         return x, ease_weights(x, self.params["wide_l2"])
 
     def _weights(self, ratings: sp.csr_matrix) -> sp.csr_matrix:

@@ -3,9 +3,11 @@
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.sparse as sp
 
 from recommender.evaluation import fit_and_evaluate
 from recommender.models import MODELS, load_model, make_model
+from recommender.models.baselines import ease_inputs, ease_weights
 from recommender.synthetic import make_synthetic
 
 BASELINES = ["global-mean", "baseline", "popularity", "ease"]
@@ -80,3 +82,22 @@ def test_recommend_excludes_seen_movies_and_names_unknown_users(split):
 def test_every_registered_model_is_constructible():
     for name in MODELS:
         assert make_model(name).name == name
+
+
+@pytest.mark.parametrize("n_users", [40, 300])  # Woodbury (users < items) and direct inverse
+def test_ease_weights_are_the_closed_form(n_users):
+    x = sp.random(n_users, 120, density=0.1, format="csr", random_state=4)
+    x.data = np.random.default_rng(5).uniform(0.05, 2.0, x.nnz)  # rating weights
+    gram = x.astype(np.float64).T @ x.astype(np.float64)
+    inverse = np.linalg.inv(gram.toarray() + 50.0 * np.eye(120))
+    expected = inverse / -np.diag(inverse)
+    np.fill_diagonal(expected, 0.0)
+    np.testing.assert_allclose(ease_weights(x, 50.0), expected, atol=1e-5)
+
+
+def test_ease_inputs_weight_ratings_around_the_user_mean():
+    ratings = sp.csr_matrix(np.array([[5.0, 3.0, 0.0], [0.0, 1.0, 1.0]], np.float32))
+    assert ease_inputs(ratings).toarray().tolist() == [[1, 1, 0], [0, 1, 1]]
+    weighted = ease_inputs(ratings, rating_weight=0.5).toarray()
+    np.testing.assert_allclose(weighted, [[1.5, 0.5, 0.0], [0.0, 1.0, 1.0]])
+    assert ease_inputs(ratings, rating_weight=10.0).data.min() == pytest.approx(0.05)

@@ -1,18 +1,18 @@
 """Softmax DNN: the negative sampler, leakage-free batches, learning, folding, artifacts."""
 
 import numpy as np
-import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from recommender.analysis import folding
+from recommender.analysis import folding, folding_comparison, genre_similarity
 from recommender.evaluation import fit_and_evaluate
 from recommender.models import load_model, make_model
 from recommender.models.baselines import EASE
-from recommender.models.softmax import (Softmax, _Sampler, ease_weights, logq_correction,
+from recommender.models.softmax import (Softmax, _Sampler, logq_correction,
                                         remove_accidental_hits, sample_negatives,
                                         sampling_distribution)
 from recommender.splits import per_user_split
+from recommender.synthetic import planted_clusters
 
 FAST = {"epochs": 25, "patience": 5, "refit": False, "wide": False}  # the deep softmax alone
 
@@ -21,14 +21,7 @@ FAST = {"epochs": 25, "patience": 5, "refit": False, "wide": False}  # the deep 
 def data():
     """Planted taste clusters: 4 genres of 50 movies; each user watches 20 movies of one
     genre, movie popularity within a genre follows Zipf, so popularity alone is weak."""
-    rng = np.random.default_rng(0)
-    zipf = 1.0 / np.arange(1, 51)
-    rows = [(u + 1, (u % 4) * 50 + m + 1) for u in range(400)
-            for m in rng.choice(50, 20, replace=False, p=zipf / zipf.sum())]
-    ratings = pd.DataFrame(rows, columns=["userId", "movieId"]).assign(rating=4.0)
-    movies = pd.DataFrame({"movieId": np.arange(1, 201),
-                           "genres": [[f"Genre {m // 50}"] for m in range(200)]})
-    return ratings, movies
+    return planted_clusters(n_clusters=4, movies_per_cluster=50, n_users=400, per_user=20)
 
 
 @pytest.fixture(scope="module")
@@ -117,22 +110,15 @@ def test_unknown_loss_is_refused(split):
         make_model("softmax", loss="hinge").fit(split[0])
 
 
-def test_positives_only_training_folds_the_clusters(data, split, fitted):
-    train, test = split
-    folded, _ = fit_and_evaluate("softmax", train, test, movies=data[1], use_genres=False,
-                                 loss="positives-only", **FAST)
-    assert folding(folded, data[1])["gap"] < folding(fitted[0], data[1])["gap"] / 2
-
-
-@pytest.mark.parametrize("n_users", [40, 300])  # Woodbury (users < items) and direct inverse
-def test_wide_weights_are_the_ease_closed_form(n_users):
-    x = sp.random(n_users, 120, density=0.1, format="csr", random_state=4)
-    x.data = np.random.default_rng(5).uniform(0.05, 2.0, x.nnz)  # rating weights
-    gram = x.astype(np.float64).T @ x.astype(np.float64)
-    inverse = np.linalg.inv(gram.toarray() + 50.0 * np.eye(120))
-    expected = inverse / -np.diag(inverse)
-    np.fill_diagonal(expected, 0.0)
-    np.testing.assert_allclose(ease_weights(x, 50.0), expected, atol=1e-5)
+def test_positives_only_training_folds_the_clusters(data, split):
+    table, models = folding_comparison(*split, data[1], losses=["positives-only", "full"],
+                                       **FAST)
+    gap = table.set_index("loss")["gap"]
+    assert gap["positives-only"] < gap["full"] / 2
+    assert set(models) == {"positives-only", "full"}
+    similarity = genre_similarity(models["full"], data[1])
+    assert similarity.shape == (4, 4)  # same-cluster pairs far closer than the rest
+    assert np.diag(similarity).min() > similarity.to_numpy()[~np.eye(4, dtype=bool)].max()
 
 
 @pytest.fixture(scope="module")
