@@ -1,8 +1,9 @@
 """Training speed of our regression model against Surprise's SVD, in one run on one machine.
 
 1. u20 train split: Surprise SVD (defaults, 20 epochs) and our ``regression`` model run for the
-   same 20 epochs at ``--batch-size`` (no validation), on both update paths (Adam with the
-   whole-table penalty, SGD with the batch penalty); prints rating-updates per second (ours:
+   same 20 epochs at ``--batch-size`` (no validation), at each of ``--dims`` factor sizes, on
+   both update paths (Adam with the whole-table penalty, SGD with the batch penalty); prints
+   rating-updates per second (ours:
    steady state, i.e. epochs after the first, and in total including XLA compilation), RMSE on
    the u20 test split for both, and the speed ratio. Our shipped defaults (early stopping, refit)
    are timed too, for the RMSE they reach.
@@ -12,7 +13,8 @@
 Surprise is the optional ``[bench]`` extra: ``pip install -e '.[bench]'`` (or
 ``pip install scikit-surprise==1.1.5``).
 
-Usage: ``python benchmarks/speed.py [--synthetic-ratings 25000000] [--batch-size 16384]``
+Usage: ``python benchmarks/speed.py [--synthetic-ratings 25000000] [--batch-size 16384]
+[--dims 32 64 100 128]`` (``--synthetic-ratings 0`` skips part 2).
 """
 
 from __future__ import annotations
@@ -86,6 +88,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16384)
     parser.add_argument("--synthetic-ratings", type=int, default=25_000_000)
     parser.add_argument("--synthetic-epochs", type=int, default=2)
+    parser.add_argument("--dims", type=int, nargs="+", default=[32, 64, 100, 128],
+                        help="factor sizes timed on u20 (Surprise's SVD uses 100; ours ships 128)")
     args = parser.parse_args()
 
     train, test = read_ratings(args.data / "train.csv"), read_ratings(args.data / "test.csv")
@@ -94,19 +98,22 @@ def main() -> None:
     print(f"  Surprise SVD      {svd['updates_per_s'] / 1e6:6.2f} M updates/s  "
           f"fit {svd['seconds']:.2f} s  RMSE {svd['rmse']:.4f}")
     for label, params in PATHS.items():
-        run = ours(train, test, epochs=EPOCHS, batch_size=args.batch_size, validation=0.0,
-                   **params)
-        print(f"  ours, {label}, batch {args.batch_size}: steady "
-              f"{run['steady_updates_per_s'] / 1e6:.2f} M updates/s "
-              f"({run['steady_updates_per_s'] / svd['updates_per_s']:.2f}x SVD), total incl. "
-              f"compile {run['total_updates_per_s'] / 1e6:.2f} M/s  fit {run['seconds']:.2f} s  "
-              f"RMSE {run['rmse']:.4f}")
+        for dim in args.dims:
+            run = ours(train, test, epochs=EPOCHS, batch_size=args.batch_size, validation=0.0,
+                       dim=dim, **params)
+            print(f"  ours, {label}, {dim} factors, batch {args.batch_size}: steady "
+                  f"{run['steady_updates_per_s'] / 1e6:.2f} M updates/s "
+                  f"({run['steady_updates_per_s'] / svd['updates_per_s']:.2f}x SVD), total incl. "
+                  f"compile {run['total_updates_per_s'] / 1e6:.2f} M/s  fit {run['seconds']:.2f} "
+                  f"s  RMSE {run['rmse']:.4f}")
     tuned = ours(train, test)
     print(f"  ours, shipped defaults (early stopping + refit): fit {tuned['seconds']:.1f} s  "
           f"steady {tuned['steady_updates_per_s'] / 1e6:.2f} M updates/s  "
           f"RMSE {tuned['rmse']:.4f}")
 
     n = args.synthetic_ratings
+    if not n:
+        return
     start = time.perf_counter()
     big = make_synthetic(n_users=162_541, n_movies=59_047, n_ratings=n, seed=0).ratings
     print(f"synthetic: {n:,} ratings generated in {time.perf_counter() - start:.0f} s, "
