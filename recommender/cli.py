@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -152,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     from recommender.data import DataError
 
     args = build_parser().parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter
     try:
         return args.func(args)
     except (UsageError, DataError, KeyError, FileNotFoundError, TypeError, ValueError) as exc:

@@ -19,6 +19,7 @@ MODELS: dict[str, str] = {
     "ease": "recommender.models.baselines:EASE",
     "ease-rated": "recommender.models.baselines:RatedEASE",
     "regression": "recommender.models.factorization:Regression",
+    "regression-hybrid": "recommender.models.factorization:HybridRegression",
     "classification": "recommender.models.factorization:Classification",
     "softmax": "recommender.models.softmax:Softmax",
 }

@@ -46,8 +46,8 @@ from recommender.preprocessing import Interactions, movie_features
 from recommender.splits import validation_split
 from recommender.training import History, TrainConfig, fit_loop, set_seed, strategy
 
-__all__ = ["Regression", "Classification", "classification_report", "calibration",
-           "error_buckets", "item_embedding_2d", "dense_vs_sparse"]
+__all__ = ["Regression", "HybridRegression", "Classification", "classification_report",
+           "calibration", "error_buckets", "item_embedding_2d", "dense_vs_sparse"]
 
 _PAIR_CELLS = 2**18  # user x movie pairs scored at once when an MLP head is present
 
@@ -239,8 +239,9 @@ class _Factorization(Recommender):
         if not self.params["features"]:
             return None
         if context.movies is None:
-            raise ValueError(f"{self.name}: features=True needs the movies table; "
-                             "call fit(train, movies=...) (tags are optional)")
+            raise ValueError(f"{self.name}: features=True needs the movies table: "
+                             "fit(train, movies=...), or --movies on the command line "
+                             "(tags are optional)")
         return movie_features(context.movies, data.items, context.tags).toarray()
 
     def _train(self, shape: tuple[int, int], fit: pd.DataFrame, held: pd.DataFrame | None,
@@ -363,6 +364,21 @@ class Regression(_Factorization):
 
     def _predict(self, user_index: np.ndarray, item_index: np.ndarray) -> np.ndarray:
         return self._output(user_index, item_index)
+
+
+class HybridRegression(Regression):
+    """:class:`Regression` with seed 003's options on: movie features (genre multi-hot,
+    year, tag TF-IDF) projected into each movie's factor, and an MLP head over the
+    concatenated user and movie vectors. Needs the movies table (tags optional).
+
+    Picked on the per-user validation slice of the u20 train split (seed 0, test never
+    seen): validation RMSE 0.8452 against 0.8586 for plain ``regression`` (features alone
+    0.8514, head alone 0.8707; seeds 1 and 2: 0.8526 / 0.8528 against 0.8680 / 0.8680).
+    Heads of 32 or 128 units, l2 2.0, batch 4,096 or other learning rates were no better.
+    """
+
+    name = "regression-hybrid"
+    defaults = {**Regression.defaults, "features": True, "hidden": (64,)}
 
 
 class Classification(_Factorization):

@@ -124,3 +124,13 @@ def test_sgd_with_the_batch_penalty_learns_the_planted_model(split):
     model_rmse = metrics.rmse(test["rating"], model.predict(test["userId"], test["movieId"]))
     mean_rmse = metrics.rmse(test["rating"], np.full(len(test), train["rating"].mean()))
     assert model_rmse < 0.6 and model_rmse < mean_rmse - 0.25, (model_rmse, mean_rmse)
+
+
+def test_hybrid_regression_uses_movie_features_and_needs_the_movies(split):
+    data, train, test = split
+    with pytest.raises(ValueError, match="--movies"):
+        make_model("regression-hybrid", **FAST).fit(train)
+    model = make_model("regression-hybrid", **FAST).fit(train, movies=data.movies)
+    assert model.params["features"] and model.params["hidden"]
+    model_rmse = metrics.rmse(test["rating"], model.predict(test["userId"], test["movieId"]))
+    assert model_rmse < 0.6, model_rmse
