@@ -28,6 +28,7 @@ test: $(STAMP)  ## the whole test suite
 
 bench: $(STAMP)  ## benchmarks that print figures (install the optional [bench] extra for Surprise)
 	$(BIN)/python -m pip install --quiet -e ".[bench]"
+	$(BIN)/python benchmarks/u20.py
 	$(BIN)/python benchmarks/speed.py
 	$(BIN)/python benchmarks/scale.py
 
