@@ -354,7 +354,7 @@ def validate_ratings(df: pd.DataFrame, source: str = "ratings",
     dup = ratings.duplicated(["userId", "movieId"])
     if dup.any():
         row = int(np.flatnonzero(dup.to_numpy())[0])
-        u, m = ratings.loc[row, ["userId", "movieId"]]
+        u, m = (int(v) for v in ratings.loc[row, ["userId", "movieId"]])
         raise DataError(f"{source}, line {row + 2}: duplicate rating for userId {u}, "
                         f"movieId {m} (each user-movie pair may appear once)")
     return ratings
