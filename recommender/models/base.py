@@ -127,6 +127,53 @@ class Recommender:
     def _score(self, user_index: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
+    @property
+    def folds_in(self) -> bool:
+        """Whether :meth:`fold_in` can score users that are not in the training data."""
+        return type(self)._fold_in is not Recommender._fold_in
+
+    def fold_in(self, history: pd.DataFrame, movie_ids=None) -> np.ndarray:
+        """Scores for users known only by their ratings, without refitting.
+
+        This is how a brand-new user (or a train user with new ratings) is served, and how
+        the cold-start protocols score held-out users and movies.
+
+        Args:
+            history: ``userId, movieId, rating`` of the users to score; the userIds need not
+                occur in train; rated movies the model does not know are ignored.
+            movie_ids: raw movie ids to score (default: the train catalogue). A movie the
+                model cannot score (not in train, and no content features) gets ``-inf``.
+
+        Returns:
+            ``(n_users, len(movie_ids))`` float32 scores, rows in ascending ``userId`` order.
+
+        Raises:
+            NotImplementedError: the model can only score its training users.
+        """
+        self._check_fitted()
+        users, rows = np.unique(history["userId"].to_numpy(), return_inverse=True)
+        cols = self.items.encode(history["movieId"].to_numpy(), unknown="missing")
+        keep = cols >= 0
+        ratings = sp.csr_matrix(
+            (history["rating"].to_numpy(np.float32)[keep], (rows[keep], cols[keep])),
+            shape=(len(users), self.n_items), dtype=np.float32)
+        candidates = self.items.ids if movie_ids is None else np.asarray(movie_ids)
+        return np.asarray(self._fold_in(ratings, candidates), np.float32)
+
+    def _fold_in(self, ratings: sp.csr_matrix, movie_ids: np.ndarray) -> np.ndarray:
+        """Scores over raw ``movie_ids`` for users given as rows of a users x train-movies
+        ratings matrix (see :meth:`fold_in`)."""
+        raise NotImplementedError(f"{self.name} cannot score users outside its training data")
+
+    def _pick(self, scores: np.ndarray, movie_ids: np.ndarray, unknown: float = -np.inf
+              ) -> np.ndarray:
+        """Columns of train-catalogue ``scores`` for raw ``movie_ids``; ``unknown`` for movies
+        not in train."""
+        index = self.items.encode(movie_ids, unknown="missing")
+        out = np.take(np.asarray(scores, np.float32), np.maximum(index, 0), axis=-1)
+        out[..., index < 0] = unknown
+        return out
+
     def recommend(self, user_id, k: int = 10, exclude_seen: bool = True,
                   movies: pd.DataFrame | None = None) -> pd.DataFrame:
         """Top ``k`` movies for one raw user id, as a table (with titles if ``movies`` given)."""

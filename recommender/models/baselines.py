@@ -58,6 +58,9 @@ class Biases(Recommender):
     def _score(self, user_index):
         return np.broadcast_to(self.item_bias, (len(user_index), self.n_items))
 
+    def _fold_in(self, ratings, movie_ids):
+        return np.repeat(self._pick(self.item_bias, movie_ids, 0.0)[None], ratings.shape[0], 0)
+
     def _state(self):
         return {"user_bias": self.user_bias, "item_bias": self.item_bias}
 
@@ -75,6 +78,10 @@ class Popularity(Recommender):
 
     def _score(self, user_index):
         return np.broadcast_to(self.counts, (len(user_index), self.n_items))
+
+    def _fold_in(self, ratings, movie_ids):
+        """Train counts; a movie outside train has none (0)."""
+        return np.repeat(self._pick(self.counts, movie_ids, 0.0)[None], ratings.shape[0], 0)
 
     def _state(self):
         return {"counts": self.counts}
@@ -120,6 +127,15 @@ class EASE(Recommender):
         scores = np.full((len(user_index), self.n_items), -np.inf, np.float32)
         scores[:, self.kept] = part
         return scores
+
+    def _fold_in(self, ratings, movie_ids):
+        """``x B`` for new rows ``x``, weighted as in training; movies outside the modelled
+        ones score -inf."""
+        inputs = ease_inputs(ratings, self.params["rating_weight"])
+        kept = inputs if len(self.kept) == self.n_items else inputs[:, self.kept]
+        scores = np.full((ratings.shape[0], self.n_items), -np.inf, np.float32)
+        scores[:, self.kept] = np.asarray(kept @ self.B)
+        return self._pick(scores, movie_ids)
 
     def _state(self):
         x = self.inputs

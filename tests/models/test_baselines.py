@@ -101,3 +101,29 @@ def test_ease_inputs_weight_ratings_around_the_user_mean():
     weighted = ease_inputs(ratings, rating_weight=0.5).toarray()
     np.testing.assert_allclose(weighted, [[1.5, 0.5, 0.0], [0.0, 1.0, 1.0]])
     assert ease_inputs(ratings, rating_weight=10.0).data.min() == pytest.approx(0.05)
+
+
+@pytest.mark.parametrize("name", ["baseline", "popularity", "ease", "ease-rated"])
+def test_fold_in_of_a_train_user_matches_their_own_scores(name, split):
+    """Folding a train user's own ratings back in gives the scores the model has for them."""
+    train, _ = split
+    model = make_model(name).fit(train)
+    user = int(train["userId"].iloc[0])
+    history = train[train["userId"] == user]
+    folded = model.fold_in(history)
+    own = model.score(model.users.encode([user]))
+    np.testing.assert_allclose(folded, own, rtol=1e-4, atol=1e-5)
+    assert model.folds_in
+
+
+def test_fold_in_serves_a_brand_new_user_and_cold_movies(split):
+    train, _ = split
+    model = make_model("ease").fit(train)
+    top = train["movieId"].value_counts().index[:3].to_numpy()
+    new_user = pd.DataFrame({"userId": [10**6] * 3, "movieId": top, "rating": [5.0, 4.0, 4.5]})
+    unknown_movie = int(train["movieId"].max()) + 1
+    scores = model.fold_in(new_user, movie_ids=np.r_[top, unknown_movie])
+    assert scores.shape == (1, 4)
+    assert np.isneginf(scores[0, -1])  # EASE cannot score a movie it never saw
+    assert np.isfinite(scores[0, :3]).all()
+    assert not make_model("global-mean").fit(train).folds_in
