@@ -23,6 +23,7 @@ MODELS: dict[str, str] = {
     "classification": "recommender.models.factorization:Classification",
     "softmax": "recommender.models.softmax:Softmax",
     "feature-embedding": "recommender.models.feature_embedding:FeatureEmbedding",
+    "tag-text": "recommender.models.tag_text:TagText",
 }
 
 
