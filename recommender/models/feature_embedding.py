@@ -148,14 +148,13 @@ class FeatureEmbedding(Recommender):
         self.catalogue = IdEncoder.fit(np.concatenate([data.items.ids,
                                                        context.movies["movieId"].to_numpy()]))
         content, _ = content_features(context.movies, self.catalogue.ids, tags, p["max_words"])
-        rows = self.catalogue.encode(data.items.ids)
+        rows = self.rows = self.catalogue.encode(data.items.ids)
         fit_history, val_items, val_users, relevant = self._cold_validation(data)
         encoder, result = self._train_encoder(content, rows, fit_history, val_items, val_users,
                                               relevant)
         self.vectors = encoder.embed(content)
         self.watched = self.vectors[rows]
-        head, head_result = self._train_head(fit_history, val_items, val_users, relevant)
-        self.head = head
+        head_result = self._train_head(content, fit_history, val_items, val_users, relevant)
         val = {}
         if val_items is not None:
             for method in ("network", "density"):
@@ -192,7 +191,7 @@ class FeatureEmbedding(Recommender):
         p = self.params
         return TrainConfig(epochs=epochs, batch_size=p["batch_size"],
                            learning_rate=p["learning_rate"], patience=p["patience"],
-                           seed=self.seed, progress=p["progress"])
+                           seed=self.seed, progress=p["progress"], jit_compile=False)
 
     def _sampler(self, history: sp.csr_matrix, loss: str, held: np.ndarray | None) -> _Sampler:
         """Targets held out of each user's inputs every epoch; negatives never held-out movies."""
@@ -234,7 +233,8 @@ class FeatureEmbedding(Recommender):
             return per_user, p["l2"] * encoder.penalty()
 
         def validate() -> float:
-            self.watched = encoder.embed(content[rows])
+            self.vectors = encoder.embed(content)
+            self.watched = self.vectors[rows]
             return -self._validation_ndcg(history, held, val_users, relevant, "mean")
 
         users = np.flatnonzero(np.diff(history.indptr) > 1).astype(np.int64)
@@ -244,22 +244,24 @@ class FeatureEmbedding(Recommender):
                           description=f"{self.name} encoder")
         return encoder, result
 
-    def _train_head(self, history: sp.csr_matrix, held: np.ndarray | None, val_users,
-                    relevant):
+    def _train_head(self, content: sp.csr_matrix, history: sp.csr_matrix,
+                    held: np.ndarray | None, val_users, relevant):
         import tensorflow as tf
 
         from recommender.training import fit_loop, strategy
 
         p = self.params
         with strategy().scope():
-            head = _head(p, np.random.default_rng(self.seed + 1))
+            head = _head(content.shape[1], p, np.random.default_rng(self.seed + 1))
         watched = tf.constant(self.watched)
+        flat = {k: tf.constant(v) for k, v in _flat_history(content[self.rows]).items()}
 
         def loss_fn(batch):
             user = head.user(_pool(watched, batch))
-            target = head.movie(tf.gather(watched, batch["targets"]))
+            movies = head.movie(watched, flat, len(self.rows))
+            target = tf.gather(movies, batch["targets"])
             pos = tf.einsum("bk,btk->bt", user, target[..., :-1]) + target[..., -1]
-            movie = head.movie(tf.gather(watched, batch["candidates"]))
+            movie = tf.gather(movies, batch["candidates"])
             neg = user @ tf.transpose(movie[:, :-1]) + movie[:, -1]
             hits = tf.cast(tf.logical_not(batch["hits"]), tf.float32)
             weight = batch["target_weight"]
@@ -270,7 +272,7 @@ class FeatureEmbedding(Recommender):
             return per_user, p["l2"] * head.penalty()
 
         def validate() -> float:
-            self.head = head.layers()
+            self.user_layers, self.movie_out = head.outputs(content, self.vectors)
             return -self._validation_ndcg(history, held, val_users, relevant, "network")
 
         users = np.flatnonzero(np.diff(history.indptr) > 1).astype(np.int64)
@@ -278,13 +280,13 @@ class FeatureEmbedding(Recommender):
                           validate=validate if held is not None else None,
                           batch_fn=self._sampler(history, "sampled-uniform", held),
                           description=f"{self.name} P(watched)")
-        return head.layers(), result
+        self.user_layers, self.movie_out = head.outputs(content, self.vectors)
+        return result
 
     def _validation_ndcg(self, history: sp.csr_matrix, held: np.ndarray, users: np.ndarray,
                          relevant: sp.csr_matrix, method: str) -> float:
         """Mean NDCG@10 of the held-out (cold) movies ranked for the validation users."""
-        candidates = self.watched[held]
-        scores = self._scores(history[users], candidates, method)
+        scores = self._scores(history[users], self.rows[held], method)
         recommended = metrics.top_k(lambda batch: scores[batch], np.arange(len(users)), 10,
                                     len(held))
         return float(np.mean(metrics.ranking_metrics(recommended, relevant)["ndcg"]))
@@ -298,26 +300,27 @@ class FeatureEmbedding(Recommender):
         binary.data[:] = 1.0
         return _unit(np.asarray(binary @ self.watched))
 
-    def _scores(self, history: sp.csr_matrix, candidates: np.ndarray,
+    def _scores(self, history: sp.csr_matrix, rows: np.ndarray,
                 method: str | None = None) -> np.ndarray:
-        """Scores of candidate embeddings for users given as history rows."""
+        """Scores of the catalogue movies ``rows`` for users given as history rows."""
         method = method or self.params["method"]
+        candidates = self.vectors[rows]
         if method == "density":
             return density_scores(history, self.watched, candidates, self.params["sigma"])
         users = self.user_vectors(history)
         if method == "mean":  # cosine to the mean: what the encoder is trained for
             return (users @ candidates.T).astype(np.float32)
-        user_layers, movie_layers = self.head
-        movie = _mlp(candidates, movie_layers)
-        logits = _mlp(users, user_layers) @ movie[:, :-1].T + movie[:, -1]
+        movie = self.movie_out[rows]
+        layers, scale = self.user_layers
+        logits = np.hstack([_mlp(users, layers), scale * users]) @ movie[:, :-1].T + movie[:, -1]
         return (1.0 / (1.0 + np.exp(-logits))).astype(np.float32)
 
     def _score(self, user_index: np.ndarray) -> np.ndarray:
-        return self._scores(self.seen[user_index], self.watched)
+        return self._scores(self.seen[user_index], self.rows)
 
     def _fold_in(self, ratings: sp.csr_matrix, movie_ids: np.ndarray) -> np.ndarray:
         rows = self.catalogue.encode(movie_ids, unknown="missing")
-        scores = self._scores(ratings, self.vectors[np.maximum(rows, 0)])
+        scores = self._scores(ratings, np.maximum(rows, 0))
         scores[:, rows < 0] = -np.inf
         return scores
 
@@ -337,20 +340,22 @@ class FeatureEmbedding(Recommender):
     # -- persistence -----------------------------------------------------------------------
 
     def _state(self) -> dict[str, np.ndarray]:
-        arrays = {"catalogue": self.catalogue.ids, "vectors": self.vectors}
-        for side, layers in zip(("user", "movie"), self.head):
-            for n, (kernel, bias) in enumerate(layers):
-                arrays.update({f"{side}{n}_kernel": kernel, f"{side}{n}_bias": bias})
+        arrays = {"catalogue": self.catalogue.ids, "vectors": self.vectors,
+                  "movie_out": self.movie_out}
+        layers, arrays["user_scale"] = self.user_layers
+        for n, (kernel, bias) in enumerate(layers):
+            arrays.update({f"user{n}_kernel": kernel, f"user{n}_bias": bias})
         return arrays
 
     def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
         self.catalogue = IdEncoder(arrays["catalogue"])
-        self.vectors = arrays["vectors"]
-        self.watched = self.vectors[self.catalogue.encode(self.items.ids)]
-        self.head = tuple([(arrays[f"{side}{n}_kernel"], arrays[f"{side}{n}_bias"])
-                           for n in range(sum(k.startswith(side) and k.endswith("_kernel")
-                                              for k in arrays))]
-                          for side in ("user", "movie"))
+        self.vectors, self.movie_out = arrays["vectors"], arrays["movie_out"]
+        self.rows = self.catalogue.encode(self.items.ids)
+        self.watched = self.vectors[self.rows]
+        layers = [(arrays[f"user{n}_kernel"], arrays[f"user{n}_bias"])
+                  for n in range(sum(k.startswith("user") and k.endswith("_kernel")
+                                     for k in arrays))]
+        self.user_layers = layers, float(arrays["user_scale"])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -422,8 +427,13 @@ def _mlp_sparse(content: sp.csr_matrix, layers) -> np.ndarray:
     return _mlp(x, rest)
 
 
-def _head(params: dict, rng: np.random.Generator):
-    """The P(watched) network: ``g(U) . h(E)[:-1] + h(E)[-1]``."""
+def _head(n_features: int, params: dict, rng: np.random.Generator):
+    """The P(watched) network: ``g(U) . h(E, x)[:-1] + h(E, x)[-1]``.
+
+    The movie's bias ``h(E, x)[-1]`` also adds a linear term of its content vector ``x``
+    (one weight per feature, as LightFM's feature biases): how much a movie is watched at
+    all, as far as its content tells, need not be squeezed into the co-watching embedding.
+    """
     import tensorflow as tf
 
     class Head(tf.Module):
@@ -431,21 +441,36 @@ def _head(params: dict, rng: np.random.Generator):
             super().__init__(name="head")
             d, hidden, k = params["dim"], params["head_hidden"], params["head_dim"]
             self.user_layers = _dense(rng, [d, hidden, k], "user")
+            self.content = _dense(rng, [n_features, 1], "content")
             self.movie_layers = _dense(rng, [d, hidden, k + 1], "movie")
+            self.log_scale = tf.Variable(np.float32(-np.log(params["temperature"])),
+                                         name="log_scale")
 
         def user(self, x):
-            return _apply(x, self.user_layers)
+            return tf.concat([_apply(x, self.user_layers), tf.exp(self.log_scale) * x], 1)
 
-        def movie(self, x):
-            return _apply(x, self.movie_layers)
+        def movie(self, vectors, flat: dict, n: int):
+            (kernel, bias), = self.content
+            x = tf.math.unsorted_segment_sum(flat["weight"][:, None]
+                                             * tf.gather(kernel, flat["item"]),
+                                             flat["segment"], n) + bias
+            out = _apply(vectors, self.movie_layers)
+            return tf.concat([out[:, :-1], vectors, out[:, -1:] + x], axis=1)
 
         def penalty(self):
-            return tf.add_n([tf.reduce_sum(tf.square(k))
-                             for k, _ in self.user_layers + self.movie_layers])
+            return tf.add_n([tf.reduce_sum(tf.square(k)) for k, _ in
+                             self.user_layers + self.content + self.movie_layers])
 
-        def layers(self):
-            return tuple([(k.numpy(), b.numpy()) for k, b in side]
-                         for side in (self.user_layers, self.movie_layers))
+        def outputs(self, content: sp.csr_matrix, vectors: np.ndarray):
+            """The user side as numpy layers and scale, and ``h`` of every movie of
+            ``content``/``vectors``."""
+            numpy = [[(k.numpy(), b.numpy()) for k, b in side]
+                     for side in (self.user_layers, self.content, self.movie_layers)]
+            (kernel, bias), = numpy[1]
+            out = _mlp(vectors, numpy[2])
+            out[:, -1] += np.asarray(content @ kernel).ravel() + bias
+            movie = np.hstack([out[:, :-1], vectors, out[:, -1:]]).astype(np.float32)
+            return (numpy[0], np.exp(self.log_scale.numpy())), movie
 
     return Head()
 

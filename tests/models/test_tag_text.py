@@ -1,0 +1,62 @@
+"""Tag text (seed 002): the cosine embedding loss, texts without leaks, learning, fold-in."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from recommender.models import load_model, make_model
+from recommender.models.tag_text import cosine_embedding_loss, pair_similarity
+from recommender.splits import per_user_split
+
+FAST = {"epochs": 4, "patience": 4, "dim": 16, "batch_size": 256}
+
+
+def test_cosine_embedding_loss_by_hand():
+    cos = np.array([0.5, 0.5, -0.2, 0.05])
+    label = np.array([1, -1, -1, -1])
+    got = np.asarray(cosine_embedding_loss(cos, label, margin=0.1))
+    np.testing.assert_allclose(got, [0.5, 0.4, 0.0, 0.0], atol=1e-7)
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    from recommender.synthetic import make_synthetic
+
+    data = make_synthetic(n_users=300, n_movies=400, n_ratings=15_000, rank=4, n_genres=8,
+                          seed=0)
+    train, test = per_user_split(data.ratings, 0.2, seed=1)
+    model = make_model("tag-text", **FAST).fit(train, movies=data.movies, tags=data.tags)
+    return data, train, test, model
+
+
+def test_liked_pairs_sit_closer_than_disliked_ones(fitted):
+    data, train, test, model = fitted
+    pairs = pair_similarity(model, train, test)
+    assert len(pairs) == len(test)
+    liked = pairs.loc[pairs["liked"], "similarity"].mean()
+    disliked = pairs.loc[~pairs["liked"], "similarity"].mean()
+    assert liked > disliked + 0.05
+
+
+def test_fold_in_a_brand_new_user_and_a_brand_new_movie(fitted):
+    data, train, test, model = fitted
+    unrated = np.setdiff1d(data.movies["movieId"], train["movieId"])[:1]  # content only
+    history = train[train["userId"] == 1].assign(userId=10_000)  # a stranger with user 1's taste
+    scores = model.fold_in(history, [*unrated, 1, 99_999])
+    assert scores.shape == (1, 3)
+    assert np.isfinite(scores[0, :2]).all() and np.isinf(scores[0, 2])
+    np.testing.assert_allclose(model.fold_in(history)[0],  # same ratings, same user text
+                               model.fold_in(train[train["userId"] == 1])[0], atol=1e-6)
+
+
+def test_needs_tags(fitted):
+    with pytest.raises(ValueError, match="tags"):
+        make_model("tag-text", **FAST).fit(fitted[1], movies=fitted[0].movies)
+
+
+def test_save_load_round_trip(fitted, tmp_path):
+    data, train, test, model = fitted
+    loaded = load_model(model.save(tmp_path / "tt"))
+    np.testing.assert_array_equal(model.score(np.arange(10)), loaded.score(np.arange(10)))
+    history = train[train["userId"] < 5]
+    np.testing.assert_array_equal(model.fold_in(history), loaded.fold_in(history))
