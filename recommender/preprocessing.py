@@ -24,6 +24,7 @@ __all__ = [
     "genre_matrix",
     "tag_tfidf",
     "movie_features",
+    "content_features",
 ]
 
 
@@ -220,3 +221,71 @@ def movie_features(movies: pd.DataFrame, items: IdEncoder, tags: pd.DataFrame | 
     if tags is not None:
         parts.append(tag_tfidf(tags, items, max_features=max_tags))
     return sp.hstack(parts, format="csr", dtype=np.float32)
+
+
+def content_features(movies: pd.DataFrame, ids: np.ndarray, tags: pd.DataFrame | None = None,
+                     max_words: int = 5000, min_df: int = 2) -> tuple[sp.csr_matrix, list[str]]:
+    """Sparse content vectors of movies, from what is known without any rating.
+
+    Blocks, each L2-normalised per row so that none dominates by size: genre multi-hot;
+    release decade one-hot; title words (the year stripped) and the tags all users gave the
+    movie, each as TF-IDF over words seen in at least ``min_df`` movies; an ``overview`` (or
+    ``plot``) text column as TF-IDF when the movies table has one (MovieLens has none, the
+    seeds used synopses); and ``log1p`` of the movie's number of tag applications, scaled to
+    [0, 1] (how much a movie is talked about is content, and the one popularity signal a
+    movie nobody rated yet can carry).
+
+    Args:
+        movies: ``movieId, title, year, genres`` (+ optional ``overview``/``plot``).
+        ids: raw movie ids, the rows of the result (ids missing from ``movies`` get no content).
+        tags: ``movieId, tag`` (optional).
+        max_words: largest vocabulary of each text block.
+        min_df: a word must occur in this many movies to be kept.
+
+    Returns:
+        ``(len(ids), n_features)`` float32 CSR matrix and the feature names.
+    """
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.preprocessing import normalize
+
+    table = movies.set_index("movieId").reindex(ids)
+    items = IdEncoder(np.asarray(ids))
+    blocks, names = [], []
+
+    def add(matrix, labels) -> None:
+        if matrix.shape[1]:
+            blocks.append(normalize(sp.csr_matrix(matrix, dtype=np.float32)))
+            names.extend(labels)
+
+    def text(docs: pd.Series, prefix: str) -> None:
+        docs = docs.fillna("").astype(str).str.lower()
+        enough = min(min_df, max(int((docs.str.strip() != "").sum()), 1))
+        try:
+            vec = TfidfVectorizer(max_features=max_words, min_df=enough, sublinear_tf=True)
+            add(vec.fit_transform(docs.to_numpy()), [f"{prefix}:{w}" for w in
+                                                     vec.get_feature_names_out()])
+        except ValueError:  # no words at all (empty vocabulary)
+            pass
+
+    genres, genre_names = genre_matrix(movies, items)
+    add(genres, [f"genre:{g}" for g in genre_names])
+    year = table["year"].astype("Float64") if "year" in table else pd.Series(np.nan, ids)
+    decade = (year // 10 * 10).astype("Int64").astype(str).where(year.notna(), "unknown")
+    codes, decades = pd.factorize(decade.to_numpy())
+    add(sp.csr_matrix((np.ones(len(ids)), (np.arange(len(ids)), codes)),
+                      shape=(len(ids), len(decades))), [f"decade:{d}" for d in decades])
+    if "title" in table:
+        text(table["title"].astype("string").str.replace(r"\(\d{4}.*\)\s*$", "", regex=True),
+             "title")
+    if tags is not None and not tags.empty:
+        joined = tags.assign(tag=tags["tag"].astype(str)).groupby("movieId")["tag"]
+        text(joined.apply(" ".join).reindex(ids), "tag")
+        counts = np.log1p(joined.size().reindex(ids).fillna(0).to_numpy(np.float64))
+        add(sp.csr_matrix((counts / max(counts.max(), 1e-12))[:, None]), ["tag_count"])
+    for column in ("overview", "plot"):
+        if column in table:
+            text(table[column], column)
+            break
+    if not blocks:
+        return sp.csr_matrix((len(ids), 0), dtype=np.float32), []
+    return sp.hstack(blocks, format="csr", dtype=np.float32), names

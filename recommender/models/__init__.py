@@ -24,6 +24,8 @@ MODELS: dict[str, str] = {
     "softmax": "recommender.models.softmax:Softmax",
     "weighted-popularity": "recommender.models.demographic:WeightedPopularity",
     "content": "recommender.models.content:Content",
+    "feature-embedding": "recommender.models.feature_embedding:FeatureEmbedding",
+    "tag-text": "recommender.models.tag_text:TagText",
 }
 
 

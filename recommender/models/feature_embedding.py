@@ -1,0 +1,491 @@
+"""Seed 000: movie embeddings computed from movie attributes, users as the movies they watched.
+
+A movie's embedding ``E_m = normalize(f(x_m))`` is a network over its content vector ``x_m``
+(:func:`recommender.preprocessing.content_features`: genres, decade, title words, tag TF-IDF,
+tag count, an overview column when the movies table has one); no movie id enters it, so a
+movie nobody has rated yet is embedded like any other. A user's embedding is the normalised
+mean of the embeddings of the movies they watched, so a new user is served from their
+ratings without retraining. Training follows the seed's two stages, both through
+:func:`recommender.training.fit_loop`:
+
+1. the encoder ``f``: each user's history is split at random into targets and inputs every
+   epoch (as in :mod:`recommender.models.softmax`); a softmax over the catalogue of
+   ``cos(mean of the inputs' E, E_target) / temperature`` pulls movies watched by the same
+   users together;
+2. with ``f`` frozen, the "P(watched)" network over (user embedding ``U``, movie embedding
+   ``E``): ``logit = g(U) . h(E) + b(E)`` with ``g``, ``h``, ``b`` small MLPs (a two-tower
+   form, so scoring a catalogue is one matrix product), trained with binary cross-entropy on
+   held-out watched movies against uniformly drawn unwatched ones, so that it learns how
+   much a movie of this content is watched at all, as well as by whom.
+
+Two ways to recommend (``method``):
+
+- ``"network"``: ``sigmoid(logit)`` of stage 2, P(watched);
+- ``"density"``: the seed's density method, a Gaussian kernel density over the cosine
+  similarities between a candidate ``c`` and each movie ``j`` the user watched::
+
+      score(c) = sum_j exp(-(1 - cos(E_c, E_j))^2 / (2 sigma^2))
+
+  The seed writes ``sum_j exp(-cos(E_c, E_j)^2 / (s sigma^2))``; read literally it is
+  largest for *orthogonal* movies (cos = 0) and decreases as similarity grows, the opposite
+  of "the movies most similar to the ones watched". A normal density over each similarity
+  must be centred on the perfect match, so the distance in the exponent is ``1 - cos`` (the
+  cosine distance), and ``s = 2`` makes it the normal kernel with bandwidth ``sigma``.
+
+Early stopping, the choice of ``method`` and the other defaults come from a cold-movie
+validation split carved from train (``validation`` of the train movies held out with all
+their ratings, ranked for the users who rated them >= 4; the test set is never seen). On it
+(u20 train, seed 0) ... see :class:`FeatureEmbedding`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from recommender import metrics
+from recommender.models.base import Context, Recommender
+from recommender.models.softmax import _MASKED, _Sampler, _flat_history
+from recommender.preprocessing import IdEncoder, Interactions, content_features
+
+__all__ = ["FeatureEmbedding", "density", "density_scores", "method_comparison"]
+
+_RELEVANT = 4.0  # validation relevance, as in the benchmark protocol
+_CELLS = 2**23  # candidate x history-movie similarities formed at once by the density method
+
+
+def density(similarity: np.ndarray, sigma: float) -> np.ndarray:
+    """The normal kernel of the density method: ``exp(-(1 - cos)^2 / (2 sigma^2))``.
+
+    Args:
+        similarity: cosine similarities, any shape.
+        sigma: kernel bandwidth, in cosine units.
+
+    Returns:
+        Kernel values in (0, 1], 1 at a perfect match (see the module docstring for why the
+        seed's literal formula is not used).
+    """
+    return np.exp(-np.square(1.0 - similarity) / (2.0 * sigma ** 2))
+
+
+def density_scores(history: sp.csr_matrix, watched: np.ndarray, candidates: np.ndarray,
+                   sigma: float) -> np.ndarray:
+    """Density-method scores ``sum_j K(cos(E_c, E_j))`` over each user's watched movies.
+
+    Args:
+        history: users x movies, non-zero where a user watched a movie (values ignored).
+        watched: ``(n_movies, d)`` unit embeddings of the movies ``history``'s columns index.
+        candidates: ``(n_candidates, d)`` unit embeddings of the movies to score.
+        sigma: kernel bandwidth.
+
+    Returns:
+        ``(n_users, n_candidates)`` float32 scores (0 for a user who watched nothing).
+    """
+    binary = history.tocsr(copy=True)
+    binary.data[:] = 1.0
+    cols = np.unique(binary.indices)
+    out = np.zeros((binary.shape[0], len(candidates)), np.float32)
+    if not len(cols):
+        return out
+    x = binary[:, cols]
+    step = max(1, _CELLS // len(cols))
+    for lo in range(0, len(candidates), step):
+        kernel = density(candidates[lo: lo + step] @ watched[cols].T, sigma)
+        out[:, lo: lo + step] = np.asarray(x @ kernel.T.astype(np.float32))
+    return out
+
+
+def _mlp(x: np.ndarray, layers: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """A ReLU MLP in numpy (no activation after the last layer)."""
+    for n, (kernel, bias) in enumerate(layers):
+        x = x @ kernel + bias
+        x = np.maximum(x, 0.0) if n < len(layers) - 1 else x
+    return x
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+
+
+class FeatureEmbedding(Recommender):
+    """Seed 000: content-based movie embeddings, users as their watched movies, P(watched).
+
+    See the module docstring for the model, the two stages and the density formula.
+    Needs the movies table (tags and an overview column optional); tags with a timestamp
+    after the last train rating are ignored. Movies in the movies table at fit time are
+    scored from their content even with no rating in train (cold movies); other movies
+    outside train score ``-inf``.
+    """
+
+    name = "feature-embedding"
+    defaults: dict[str, Any] = {
+        "method": "network", "dim": 64, "hidden": 128, "temperature": 0.1, "sigma": 0.3,
+        "head_hidden": 64, "head_dim": 32, "target_fraction": 0.2, "max_targets": 32,
+        "dropout": 0.3, "num_negatives": 512, "l2": 1e-6, "epochs": 20, "head_epochs": 20,
+        "batch_size": 64, "learning_rate": 3e-3, "patience": 3, "validation": 0.1,
+        "max_words": 5000, "progress": False,
+    }
+
+    def __init__(self, seed: int = 0, **params: Any):
+        super().__init__(seed, **params)
+        if self.params["method"] not in ("network", "density"):
+            raise ValueError(f"{self.name}: method must be 'network' or 'density', "
+                             f"not {self.params['method']!r}")
+
+    # -- fitting ---------------------------------------------------------------------------
+
+    def _fit(self, data: Interactions, context: Context) -> None:
+        if context.movies is None:
+            raise ValueError(f"{self.name}: needs the movies table: fit(train, movies=...), "
+                             "or --movies on the command line (tags are optional)")
+        p = self.params
+        tags = context.tags
+        if tags is not None and "timestamp" in tags and len(data.timestamp):
+            tags = tags[tags["timestamp"] <= data.timestamp.max()]  # known when training ends
+        self.catalogue = IdEncoder.fit(np.concatenate([data.items.ids,
+                                                       context.movies["movieId"].to_numpy()]))
+        content, _ = content_features(context.movies, self.catalogue.ids, tags, p["max_words"])
+        rows = self.catalogue.encode(data.items.ids)
+        fit_history, val_items, val_users, relevant = self._cold_validation(data)
+        encoder, result = self._train_encoder(content, rows, fit_history, val_items, val_users,
+                                              relevant)
+        self.vectors = encoder.embed(content)
+        self.watched = self.vectors[rows]
+        head, head_result = self._train_head(fit_history, val_items, val_users, relevant)
+        self.head = head
+        val = {}
+        if val_items is not None:
+            for method in ("network", "density"):
+                val[method] = self._validation_ndcg(fit_history, val_items, val_users,
+                                                    relevant, method)
+        self.meta.update(validation_ndcg=val, encoder_epochs=result.best_epoch,
+                         head_epochs=head_result.best_epoch, features=int(content.shape[1]))
+
+    def _cold_validation(self, data: Interactions):
+        """Train movies held out with all their ratings, as cold movies to validate on.
+
+        Returns the history left to train on, the held-out movie indices, the users with a
+        held-out movie rated >= 4 and their relevance rows over the held-out movies.
+        """
+        ratings = data.matrix("rating")
+        fraction = self.params["validation"]
+        if not fraction:
+            return ratings, None, None, None
+        rng = np.random.default_rng(self.seed)
+        held = np.sort(rng.choice(data.n_items, max(1, round(fraction * data.n_items)),
+                                  replace=False))
+        keep = np.ones(data.n_items, np.float32)
+        keep[held] = 0.0
+        fit = (ratings @ sp.diags(keep)).tocsr()
+        fit.eliminate_zeros()
+        liked = (ratings[:, held] >= _RELEVANT).astype(np.float32).tocsr()
+        liked.eliminate_zeros()
+        users = np.flatnonzero(np.diff(liked.indptr) > 0)
+        return fit, held, users, liked[users]
+
+    def _config(self, epochs: int):
+        from recommender.training import TrainConfig
+
+        p = self.params
+        return TrainConfig(epochs=epochs, batch_size=p["batch_size"],
+                           learning_rate=p["learning_rate"], patience=p["patience"],
+                           seed=self.seed, progress=p["progress"])
+
+    def _sampler(self, history: sp.csr_matrix, loss: str, held: np.ndarray | None) -> _Sampler:
+        """Targets held out of each user's inputs every epoch; negatives never held-out movies."""
+        p = self.params
+        sampler = _Sampler(history, {**p, "loss": loss}, np.array([0.0, 1.0], np.float32))
+        if loss == "sampled-uniform":
+            q = np.ones(history.shape[1])
+            if held is not None:
+                q[held] = 1e-12  # never drawn (and no log(0) in the sampler's logQ)
+            sampler.q = q / q.sum()
+        return sampler
+
+    def _train_encoder(self, content: sp.csr_matrix, rows: np.ndarray, history: sp.csr_matrix,
+                       held: np.ndarray | None, val_users, relevant):
+        import tensorflow as tf
+
+        from recommender.training import fit_loop, strategy
+
+        p = self.params
+        with strategy().scope():
+            encoder = _encoder(content.shape[1], p, np.random.default_rng(self.seed))
+        flat = {k: tf.constant(v) for k, v in _flat_history(content[rows]).items()}
+        n_items = len(rows)
+        mask = np.zeros(n_items, np.float32)
+        if held is not None:
+            mask[held] = _MASKED  # held-out movies are no candidates, as cold movies are not
+        mask = tf.constant(mask)
+        temperature = p["temperature"]
+
+        def loss_fn(batch):
+            vectors = encoder(flat, n_items)
+            query = _pool(vectors, batch)
+            logits = query @ tf.transpose(vectors) / temperature + mask
+            known = tf.stack([batch["known_segment"], batch["known_item"]], axis=1)
+            logits += tf.scatter_nd(known, _MASKED * batch["known_weight"], tf.shape(logits))
+            per_target = -tf.gather(tf.nn.log_softmax(logits), batch["targets"], batch_dims=1)
+            weight = batch["target_weight"]
+            per_user = tf.reduce_sum(per_target * weight, 1) / tf.reduce_sum(weight, 1)
+            return per_user, p["l2"] * encoder.penalty()
+
+        def validate() -> float:
+            self.watched = encoder.embed(content[rows])
+            return -self._validation_ndcg(history, held, val_users, relevant, "mean")
+
+        users = np.flatnonzero(np.diff(history.indptr) > 1).astype(np.int64)
+        result = fit_loop(encoder, loss_fn, {"user": users}, self._config(p["epochs"]),
+                          validate=validate if held is not None else None,
+                          batch_fn=self._sampler(history, "full", held),
+                          description=f"{self.name} encoder")
+        return encoder, result
+
+    def _train_head(self, history: sp.csr_matrix, held: np.ndarray | None, val_users,
+                    relevant):
+        import tensorflow as tf
+
+        from recommender.training import fit_loop, strategy
+
+        p = self.params
+        with strategy().scope():
+            head = _head(p, np.random.default_rng(self.seed + 1))
+        watched = tf.constant(self.watched)
+
+        def loss_fn(batch):
+            user = head.user(_pool(watched, batch))
+            target = head.movie(tf.gather(watched, batch["targets"]))
+            pos = tf.einsum("bk,btk->bt", user, target[..., :-1]) + target[..., -1]
+            movie = head.movie(tf.gather(watched, batch["candidates"]))
+            neg = user @ tf.transpose(movie[:, :-1]) + movie[:, -1]
+            hits = tf.cast(tf.logical_not(batch["hits"]), tf.float32)
+            weight = batch["target_weight"]
+            per_user = (tf.reduce_sum(tf.nn.softplus(-pos) * weight, 1)
+                        / tf.reduce_sum(weight, 1)
+                        + tf.reduce_sum(tf.nn.softplus(neg) * hits, 1)
+                        / tf.maximum(tf.reduce_sum(hits, 1), 1.0))
+            return per_user, p["l2"] * head.penalty()
+
+        def validate() -> float:
+            self.head = head.layers()
+            return -self._validation_ndcg(history, held, val_users, relevant, "network")
+
+        users = np.flatnonzero(np.diff(history.indptr) > 1).astype(np.int64)
+        result = fit_loop(head, loss_fn, {"user": users}, self._config(p["head_epochs"]),
+                          validate=validate if held is not None else None,
+                          batch_fn=self._sampler(history, "sampled-uniform", held),
+                          description=f"{self.name} P(watched)")
+        return head.layers(), result
+
+    def _validation_ndcg(self, history: sp.csr_matrix, held: np.ndarray, users: np.ndarray,
+                         relevant: sp.csr_matrix, method: str) -> float:
+        """Mean NDCG@10 of the held-out (cold) movies ranked for the validation users."""
+        candidates = self.watched[held]
+        scores = self._scores(history[users], candidates, method)
+        recommended = metrics.top_k(lambda batch: scores[batch], np.arange(len(users)), 10,
+                                    len(held))
+        return float(np.mean(metrics.ranking_metrics(recommended, relevant)["ndcg"]))
+
+    # -- answering -------------------------------------------------------------------------
+
+    def user_vectors(self, history: sp.csr_matrix) -> np.ndarray:
+        """Unit user embeddings: the normalised mean embedding of each row's watched movies
+        (columns are train movies; zero for a user who watched none)."""
+        binary = history.tocsr(copy=True)
+        binary.data[:] = 1.0
+        return _unit(np.asarray(binary @ self.watched))
+
+    def _scores(self, history: sp.csr_matrix, candidates: np.ndarray,
+                method: str | None = None) -> np.ndarray:
+        """Scores of candidate embeddings for users given as history rows."""
+        method = method or self.params["method"]
+        if method == "density":
+            return density_scores(history, self.watched, candidates, self.params["sigma"])
+        users = self.user_vectors(history)
+        if method == "mean":  # cosine to the mean: what the encoder is trained for
+            return (users @ candidates.T).astype(np.float32)
+        user_layers, movie_layers = self.head
+        movie = _mlp(candidates, movie_layers)
+        logits = _mlp(users, user_layers) @ movie[:, :-1].T + movie[:, -1]
+        return (1.0 / (1.0 + np.exp(-logits))).astype(np.float32)
+
+    def _score(self, user_index: np.ndarray) -> np.ndarray:
+        return self._scores(self.seen[user_index], self.watched)
+
+    def _fold_in(self, ratings: sp.csr_matrix, movie_ids: np.ndarray) -> np.ndarray:
+        rows = self.catalogue.encode(movie_ids, unknown="missing")
+        scores = self._scores(ratings, self.vectors[np.maximum(rows, 0)])
+        scores[:, rows < 0] = -np.inf
+        return scores
+
+    def scores_by_method(self, history: pd.DataFrame, movie_ids, method: str) -> np.ndarray:
+        """:meth:`fold_in` with the given ``method`` (``network``, ``density`` or ``mean``)."""
+        previous, self.params = self.params, {**self.params, "method": method}
+        try:
+            return self.fold_in(history, movie_ids)
+        finally:
+            self.params = previous
+
+    def item_vectors(self) -> np.ndarray:
+        """Unit embeddings of the train movies, ``(n_items, dim)`` (for 2-D projections)."""
+        self._check_fitted()
+        return self.watched
+
+    # -- persistence -----------------------------------------------------------------------
+
+    def _state(self) -> dict[str, np.ndarray]:
+        arrays = {"catalogue": self.catalogue.ids, "vectors": self.vectors}
+        for side, layers in zip(("user", "movie"), self.head):
+            for n, (kernel, bias) in enumerate(layers):
+                arrays.update({f"{side}{n}_kernel": kernel, f"{side}{n}_bias": bias})
+        return arrays
+
+    def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
+        self.catalogue = IdEncoder(arrays["catalogue"])
+        self.vectors = arrays["vectors"]
+        self.watched = self.vectors[self.catalogue.encode(self.items.ids)]
+        self.head = tuple([(arrays[f"{side}{n}_kernel"], arrays[f"{side}{n}_bias"])
+                           for n in range(sum(k.startswith(side) and k.endswith("_kernel")
+                                              for k in arrays))]
+                          for side in ("user", "movie"))
+
+
+# ---------------------------------------------------------------------------------------------
+# TensorFlow parts (imported lazily)
+
+
+def _pool(vectors, batch):
+    """Unit mean of the input movies' embeddings per user of the batch (``_flat_history``)."""
+    import tensorflow as tf
+
+    n = tf.shape(batch["targets"])[0]
+    w = batch["weight"][:, None]
+    pooled = tf.math.unsorted_segment_sum(w * tf.gather(vectors, batch["item"]),
+                                          batch["segment"], n)
+    return tf.math.l2_normalize(pooled, axis=1)
+
+
+def _dense(rng: np.random.Generator, sizes: list[int], name: str):
+    """Glorot-normal kernels and zero biases of an MLP with the given layer sizes."""
+    import tensorflow as tf
+
+    return [(tf.Variable(rng.normal(0.0, np.sqrt(2.0 / (a + b)), (a, b)).astype(np.float32),
+                         name=f"{name}{n}_kernel"),
+             tf.Variable(tf.zeros([b]), name=f"{name}{n}_bias"))
+            for n, (a, b) in enumerate(zip(sizes[:-1], sizes[1:]))]
+
+
+def _apply(x, layers):
+    import tensorflow as tf
+
+    for n, (kernel, bias) in enumerate(layers):
+        x = x @ kernel + bias
+        x = tf.nn.relu(x) if n < len(layers) - 1 else x
+    return x
+
+
+def _encoder(n_features: int, params: dict, rng: np.random.Generator):
+    """The movie encoder: a bag of content features through an MLP to a unit vector."""
+    import tensorflow as tf
+
+    class Encoder(tf.Module):
+        def __init__(self):
+            super().__init__(name="encoder")
+            sizes = [n_features, params["hidden"], params["dim"]]
+            self.layers = _dense(rng, sizes, "encoder")
+
+        def __call__(self, flat: dict, n: int):
+            (kernel, bias), rest = self.layers[0], self.layers[1:]
+            x = tf.math.unsorted_segment_sum(flat["weight"][:, None]
+                                             * tf.gather(kernel, flat["item"]),
+                                             flat["segment"], n) + bias
+            x = _apply(tf.nn.relu(x), rest)
+            return tf.math.l2_normalize(x, axis=1)
+
+        def embed(self, content: sp.csr_matrix) -> np.ndarray:
+            layers = [(k.numpy(), b.numpy()) for k, b in self.layers]
+            return _unit(_mlp_sparse(content, layers)).astype(np.float32)
+
+        def penalty(self):
+            return tf.add_n([tf.reduce_sum(tf.square(k)) for k, _ in self.layers])
+
+    return Encoder()
+
+
+def _mlp_sparse(content: sp.csr_matrix, layers) -> np.ndarray:
+    """:func:`_mlp` whose first layer takes a sparse input."""
+    (kernel, bias), rest = layers[0], layers[1:]
+    x = np.maximum(np.asarray(content @ kernel) + bias, 0.0)
+    return _mlp(x, rest)
+
+
+def _head(params: dict, rng: np.random.Generator):
+    """The P(watched) network: ``g(U) . h(E)[:-1] + h(E)[-1]``."""
+    import tensorflow as tf
+
+    class Head(tf.Module):
+        def __init__(self):
+            super().__init__(name="head")
+            d, hidden, k = params["dim"], params["head_hidden"], params["head_dim"]
+            self.user_layers = _dense(rng, [d, hidden, k], "user")
+            self.movie_layers = _dense(rng, [d, hidden, k + 1], "movie")
+
+        def user(self, x):
+            return _apply(x, self.user_layers)
+
+        def movie(self, x):
+            return _apply(x, self.movie_layers)
+
+        def penalty(self):
+            return tf.add_n([tf.reduce_sum(tf.square(k))
+                             for k, _ in self.user_layers + self.movie_layers])
+
+        def layers(self):
+            return tuple([(k.numpy(), b.numpy()) for k, b in side]
+                         for side in (self.user_layers, self.movie_layers))
+
+    return Head()
+
+
+def method_comparison(model: FeatureEmbedding, history: pd.DataFrame, test: pd.DataFrame,
+                      movie_ids=None, k: int = 10) -> pd.DataFrame:
+    """Density method against the network on the same users: per-user NDCG@k.
+
+    Args:
+        model: a fitted :class:`FeatureEmbedding`.
+        history: the ratings the users are known by (e.g. train).
+        test: held-out ratings; relevant = rated >= 4.
+        movie_ids: candidate movies (default: the test movies); a user's history movies are
+            excluded from their candidates.
+        k: list length.
+
+    Returns:
+        One row per user with a relevant candidate: ``userId``, ``network``, ``density``.
+    """
+    candidates = np.unique(test["movieId"] if movie_ids is None else movie_ids)
+    users = np.unique(test.loc[test["rating"] >= _RELEVANT, "userId"])
+    known = history[history["userId"].isin(users)]
+    users = np.unique(known["userId"])
+    cand = IdEncoder(candidates)
+    user_enc = IdEncoder(users)
+    liked = test[(test["rating"] >= _RELEVANT) & test["userId"].isin(users)
+                 & test["movieId"].isin(candidates)]
+    relevant = sp.csr_matrix((np.ones(len(liked), np.float32),
+                              (user_enc.encode(liked["userId"]), cand.encode(liked["movieId"]))),
+                             shape=(len(users), len(candidates)))
+    seen_cols = cand.encode(known["movieId"].to_numpy(), unknown="missing")
+    inside = seen_cols >= 0
+    exclude = sp.csr_matrix((np.ones(inside.sum(), np.float32),
+                             (user_enc.encode(known["userId"].to_numpy()[inside]),
+                              seen_cols[inside])), shape=relevant.shape)
+    has = np.diff(relevant.tocsr().indptr) > 0
+    out = pd.DataFrame({"userId": users[has]})
+    for method in ("network", "density"):
+        scores = model.scores_by_method(known, candidates, method)[has]
+        top = metrics.top_k(lambda b: scores[b], np.arange(has.sum()), k, len(candidates),
+                            exclude=exclude.tocsr()[has])
+        out[method] = metrics.ranking_metrics(top, relevant.tocsr()[has], k)["ndcg"]
+    return out
