@@ -1,9 +1,9 @@
 """Content-based filtering (seed 004): movies described by what they are, not by who watched.
 
-A movie's vector joins four blocks, each L2-normalised and weighted: genres (multi-hot), release
-decade (one-hot), title words (TF-IDF) and tags (TF-IDF of every tag the model was given for
-the movie), plus the TF-IDF of a free-text column (an overview or plot) when the movies table
-has one. Rows are L2-normalised, so a dot product is the cosine similarity of two movies.
+A movie's vector is :func:`recommender.preprocessing.content_features` (genres, release
+decade, title words, tags and their count, and an overview or plot text column when the movies
+table has one; each block L2-normalised) with each block weighted by a parameter, then
+L2-normalised, so a dot product is the cosine similarity of two movies.
 
 A user's score for a movie aggregates its similarities to the movies the user rated well:
 the sum of cosines to the movies rated >= 4 (``weighting="liked"``), to every rated movie
@@ -21,47 +21,27 @@ scored from its features the moment it is in the table (:meth:`Content.fold_in`)
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
 from recommender.data import DataError
 from recommender.models.base import Context, Recommender
-from recommender.preprocessing import IdEncoder, Interactions, genre_matrix, tag_tfidf
+from recommender.preprocessing import IdEncoder, Interactions, content_features
 
-__all__ = ["Content", "TEXT_COLUMNS"]
+__all__ = ["Content"]
 
-TEXT_COLUMNS = ("overview", "plot", "synopsis", "description")
-_YEAR = re.compile(r"\s*\(\d{4}(?:[-–]\d{0,4})?\)\s*$")
-
-
-def _tfidf(docs, max_features: int) -> sp.csr_matrix:
-    from sklearn.feature_extraction.text import TfidfVectorizer
-
-    docs = pd.Series(docs).fillna("").astype(str)
-    if not docs.str.contains(r"\w").any():
-        return sp.csr_matrix((len(docs), 0), dtype=np.float32)
-    vectorizer = TfidfVectorizer(max_features=max_features, stop_words="english",
-                                 sublinear_tf=True)
-    return sp.csr_matrix(vectorizer.fit_transform(docs.to_numpy()), dtype=np.float32)
-
-
-def _decades(years: pd.Series) -> sp.csr_matrix:
-    decade = (pd.to_numeric(years, errors="coerce") // 10).astype("Int64")
-    codes, uniques = pd.factorize(decade)  # missing years get code -1: an empty row
-    rows = np.flatnonzero(codes >= 0)
-    return sp.csr_matrix((np.ones(len(rows), np.float32), (rows, codes[rows])),
-                         shape=(len(years), len(uniques)))
+# The parameter that weighs each block of ``content_features``, by feature-name prefix.
+BLOCK_PARAMS = {"genre": "genres", "decade": "decade", "title": "title", "tag": "tags",
+                "tag_count": "tag_count", "overview": "text", "plot": "text"}
 
 
 class Content(Recommender):
     """Item-item cosine over genre, decade, title-word, tag and text features."""
 
     name = "content"
-    defaults = {"genres": 1.0, "decade": 1.0, "title": 0.5, "tags": 0.5, "text": 1.0,
-                "max_features": 5000, "weighting": "liked", "prior": 0.2}
+    defaults = {"genres": 1.0, "decade": 1.0, "title": 0.5, "tags": 1.0, "tag_count": 0.25,
+                "text": 1.0, "max_features": 5000, "weighting": "liked", "prior": 0.2}
 
     def _fit(self, data: Interactions, context: Context) -> None:
         if context.movies is None:
@@ -93,22 +73,15 @@ class Content(Recommender):
 
     def movie_vectors(self, movies: pd.DataFrame, catalogue: IdEncoder,
                       tags: pd.DataFrame | None) -> sp.csr_matrix:
-        """Unit-length feature rows for ``catalogue`` (movies absent from ``movies`` get an
-        empty row and score 0 against everything)."""
+        """Unit-length rows of :func:`preprocessing.content_features` for ``catalogue``, each
+        block weighted by its parameter (movies absent from ``movies`` get an empty row)."""
         from sklearn.preprocessing import normalize
 
-        table = movies.set_index("movieId").reindex(catalogue.ids)
-        titles = table["title"].fillna("").astype(str).str.replace(_YEAR, "", regex=True)
-        year = table["year"] if "year" in table else titles.str.extract(r"(\d{4})")[0]
-        size = self.params["max_features"]
-        blocks = {"genres": genre_matrix(movies, catalogue)[0], "decade": _decades(year),
-                  "title": _tfidf(titles, size), "tags": tag_tfidf(tags, catalogue, size)}
-        text = next((c for c in TEXT_COLUMNS if c in table), None)
-        if text is not None:
-            blocks["text"] = _tfidf(table[text], size)
-        parts = [normalize(block) * self.params[name] for name, block in blocks.items()
-                 if self.params[name] and block.shape[1]]
-        return sp.csr_matrix(normalize(sp.hstack(parts, format="csr")), dtype=np.float32)
+        features, names = content_features(movies, catalogue.ids, tags,
+                                           max_words=self.params["max_features"])
+        weights = [self.params[BLOCK_PARAMS[name.split(":")[0]]] for name in names]
+        weighted = features @ sp.diags(np.asarray(weights, np.float32))
+        return sp.csr_matrix(normalize(weighted), dtype=np.float32)
 
     def _weights(self, ratings: sp.csr_matrix) -> sp.csr_matrix:
         """Per-rating weights of the user profile."""
