@@ -20,6 +20,7 @@ __all__ = [
     "top_k",
     "iter_batches",
     "ranking_metrics",
+    "roc_auc",
     "coverage",
     "classification_metrics",
     "factorized_top_k_accuracy",
@@ -136,7 +137,8 @@ def ranking_metrics(recommended: np.ndarray, relevant: sp.csr_matrix, k: int = 1
     cols = recommended.ravel()
     valid = cols >= 0
     hits = np.zeros(len(cols), bool)
-    hits[valid] = np.asarray(relevant[rows[valid], cols[valid]]).ravel() > 0
+    if valid.any():  # (scipy answers an empty fancy index with a matrix, not an array)
+        hits[valid] = np.asarray(relevant[rows[valid], cols[valid]]).ravel() > 0
     hits = hits.reshape(recommended.shape)
     n_rel = np.diff(relevant.indptr).astype(np.float64)
     if (n_rel == 0).any():
@@ -154,6 +156,37 @@ def ranking_metrics(recommended: np.ndarray, relevant: sp.csr_matrix, k: int = 1
         "map": (precision_at_rank * hits).sum(axis=1) / np.minimum(k, n_rel),
         "hr": (n_hits > 0).astype(np.float64),
     }
+
+
+def roc_auc(scores: np.ndarray, relevant: np.ndarray,
+            candidates: np.ndarray | None = None) -> np.ndarray:
+    """Per-row ROC AUC: the chance that a relevant candidate outscores an irrelevant one.
+
+    The Mann-Whitney form over average ranks, so a tie counts one half (a constant scorer gets
+    0.5). Only ``candidates`` take part (a user's already revealed movies are neither
+    positives nor negatives); ``-inf`` scores are ordinary lowest scores.
+
+    Args:
+        scores: ``(users, items)`` scores.
+        relevant: ``(users, items)`` booleans, the positives.
+        candidates: ``(users, items)`` booleans (default: every item).
+
+    Returns:
+        ``(users,)`` AUC; NaN for a row without a positive or without a negative candidate.
+    """
+    from scipy.stats import rankdata
+
+    scores = np.asarray(scores, np.float64)
+    candidates = np.ones(scores.shape, bool) if candidates is None else np.asarray(candidates,
+                                                                                   bool)
+    positive = np.asarray(relevant, bool) & candidates
+    ranks = rankdata(np.where(candidates, scores, np.nan), axis=1, nan_policy="omit")
+    n_pos = positive.sum(axis=1)
+    n_neg = candidates.sum(axis=1) - n_pos
+    rank_sum = np.where(positive, ranks, 0.0).sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        auc = (rank_sum - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg)
+    return np.where((n_pos > 0) & (n_neg > 0), auc, np.nan)
 
 
 def coverage(recommended: np.ndarray, n_items: int) -> float:

@@ -22,6 +22,8 @@ MODELS: dict[str, str] = {
     "regression-hybrid": "recommender.models.factorization:HybridRegression",
     "classification": "recommender.models.factorization:Classification",
     "softmax": "recommender.models.softmax:Softmax",
+    "weighted-popularity": "recommender.models.demographic:WeightedPopularity",
+    "content": "recommender.models.content:Content",
     "feature-embedding": "recommender.models.feature_embedding:FeatureEmbedding",
     "tag-text": "recommender.models.tag_text:TagText",
 }

@@ -1,0 +1,109 @@
+"""Seed 004's demographic filtering: every user gets the best-rated movies, with the IMDB
+weighted rating so that a movie rated 5 by two people does not top the chart.
+
+``WR = v / (v + m) * R + m / (v + m) * C``: ``R`` is the movie's mean rating, ``v`` its
+number of ratings, ``C`` the mean of all movies' mean ratings and ``m`` the ``quantile`` of
+the vote counts (a movie with ``m`` votes is pulled halfway to ``C``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from recommender.models.base import Context, Recommender
+from recommender.preprocessing import Interactions
+
+__all__ = ["WeightedPopularity", "weighted_rating", "weighted_chart"]
+
+
+def weighted_rating(votes, mean, m: float, c: float) -> np.ndarray:
+    """IMDB's weighted rating ``v/(v+m)·R + m/(v+m)·C`` per movie (``C`` when ``v + m`` is 0).
+
+    Args:
+        votes: ratings per movie ``v``.
+        mean: mean rating per movie ``R`` (any value where ``v`` is 0).
+        m: the vote count that pulls a movie halfway to ``c``.
+        c: the prior mean rating ``C``.
+    """
+    votes = np.asarray(votes, np.float64)
+    mean = np.nan_to_num(np.asarray(mean, np.float64))
+    total = votes + m
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = (votes * mean + m * c) / total
+    return np.where(total > 0, out, c)
+
+
+def weighted_chart(ratings: pd.DataFrame, movies: pd.DataFrame | None = None,
+                   quantile: float = 0.9, genre: str | None = None,
+                   top: int | None = 10) -> pd.DataFrame:
+    """The weighted-rating chart, overall or within one genre (``C`` and ``m`` recomputed
+    over that genre's movies, as seed 004's per-genre charts do).
+
+    Args:
+        ratings: a ratings table.
+        movies: movies table (titles; needed for ``genre``).
+        quantile: ``m`` is this quantile of the movies' vote counts, in [0, 1].
+        genre: restrict to movies listing this genre.
+        top: rows kept (None: all), best first; movies with fewer than ``m`` votes are left
+            out of a chart, as in the seed.
+
+    Returns:
+        ``movieId, [title,] votes, mean, weighted`` with ``m`` and ``C`` in ``attrs``.
+    """
+    if not 0.0 <= quantile <= 1.0:
+        raise ValueError(f"quantile must be in [0, 1], got {quantile!r}")
+    stats = ratings.groupby("movieId")["rating"].agg(votes="size", mean="mean").reset_index()
+    if genre is not None:
+        if movies is None:
+            raise ValueError("a per-genre chart needs the movies table (genres)")
+        listed = movies.loc[movies["genres"].map(lambda g: genre in g), "movieId"]
+        stats = stats[stats["movieId"].isin(listed)]
+        if stats.empty:
+            raise ValueError(f"no rated movie lists the genre {genre!r}")
+    m = float(np.quantile(stats["votes"], quantile))
+    c = float(stats["mean"].mean())
+    stats = stats.assign(weighted=weighted_rating(stats["votes"], stats["mean"], m, c))
+    chart = stats[stats["votes"] >= m].sort_values(["weighted", "movieId"],
+                                                   ascending=[False, True])
+    if movies is not None:
+        chart = chart.merge(movies[["movieId", "title"]], on="movieId", how="left")
+        chart = chart[["movieId", "title", "votes", "mean", "weighted"]]
+    chart = chart.head(top) if top else chart
+    chart = chart.reset_index(drop=True)
+    chart.attrs.update(m=m, C=c, genre=genre or "all")
+    return chart
+
+
+class WeightedPopularity(Recommender):
+    """Ranks every movie by its weighted rating over the train ratings; the same list for
+    everyone (demographic filtering). Movies outside train score ``C`` (no votes)."""
+
+    name = "weighted-popularity"
+    defaults = {"quantile": 0.9}
+
+    def _fit(self, data: Interactions, context: Context) -> None:
+        if not 0.0 <= self.params["quantile"] <= 1.0:
+            raise ValueError(f"{self.name}: quantile must be in [0, 1], "
+                             f"got {self.params['quantile']!r}")
+        votes = data.item_counts()
+        sums = np.bincount(data.item_index, data.rating.astype(np.float64), data.n_items)
+        mean = sums / np.maximum(votes, 1)
+        self.m = float(np.quantile(votes, self.params["quantile"]))
+        self.c = float(mean.mean())
+        self.weighted = weighted_rating(votes, mean, self.m, self.c).astype(np.float32)
+
+    def _score(self, user_index):
+        return np.broadcast_to(self.weighted, (len(user_index), self.n_items))
+
+    def _fold_in(self, ratings, movie_ids):
+        """The same chart for a new user; a movie outside train has no votes: ``C``."""
+        return np.repeat(self._pick(self.weighted, movie_ids, self.c)[None], ratings.shape[0],
+                         0)
+
+    def _state(self):
+        return {"weighted": self.weighted, "m_c": np.array([self.m, self.c])}
+
+    def _set_state(self, arrays):
+        self.weighted = arrays["weighted"]
+        self.m, self.c = (float(x) for x in arrays["m_c"])
