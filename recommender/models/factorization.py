@@ -489,12 +489,13 @@ def error_buckets(predictions: pd.DataFrame, train: pd.DataFrame,
                               movie_popularity=_count_buckets(movies, n_buckets))
 
 
-def item_embedding_2d(model: _Factorization, movies: pd.DataFrame, n: int = 1500,
+def item_embedding_2d(model: Recommender, movies: pd.DataFrame, n: int = 1500,
                       method: str = "pca", top_genres: int = 8, seed: int = 0) -> pd.DataFrame:
     """The factors of the ``n`` most-rated train movies projected to 2-D, with first genre.
 
     Args:
-        model: a fitted :class:`Regression` or :class:`Classification`.
+        model: a fitted model with ``item_vectors()``: :class:`Regression`,
+            :class:`Classification`, or the content embeddings of ``feature-embedding``.
         movies: the movies table (``movieId``, ``title``, ``genres`` as lists).
         n: how many of the most-rated movies to project.
         method: ``"pca"`` (fast, linear) or ``"tsne"`` (neighbourhoods, slower).

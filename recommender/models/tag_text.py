@@ -174,8 +174,9 @@ class TagText(Recommender):
         u = IdEncoder(np.asarray(user_ids)).encode(user, unknown="missing")
         mine = np.flatnonzero(u >= 0)
         # own tags count only on movies of the given history (the answer stays out)
-        on_history = (watched @ to_catalogue).tocsr()
-        mine = mine[np.asarray(on_history[u[mine], movie[mine]]).ravel() > 0]
+        on_history = (watched @ to_catalogue).tocoo()
+        n = len(self.catalogue)
+        mine = mine[np.isin(u[mine] * n + movie[mine], on_history.row * n + on_history.col)]
         own = sp.csr_matrix((np.ones(len(mine), np.float32), (u[mine], token[mine])),
                             shape=(len(user_ids), len(self.vocabulary)))
         return _top_per_row((own + top).tocsr(), p["max_tokens"])
