@@ -122,9 +122,9 @@ class FeatureEmbedding(Recommender):
 
     name = "feature-embedding"
     defaults: dict[str, Any] = {
-        "method": "network", "dim": 64, "hidden": 128, "temperature": 0.1, "sigma": 0.3,
+        "method": "network", "dim": 64, "hidden": 128, "temperature": 0.1, "sigma": 0.5,
         "head_hidden": 64, "head_dim": 32, "target_fraction": 0.2, "max_targets": 32,
-        "dropout": 0.3, "num_negatives": 512, "l2": 1e-6, "epochs": 20, "head_epochs": 20,
+        "dropout": 0.5, "num_negatives": 512, "l2": 1e-6, "l2_id": 1e-4, "epochs": 20, "head_epochs": 20,
         "batch_size": 64, "learning_rate": 3e-3, "patience": 3, "validation": 0.1,
         "max_words": 5000, "progress": False,
     }
@@ -252,7 +252,8 @@ class FeatureEmbedding(Recommender):
 
         p = self.params
         with strategy().scope():
-            head = _head(content.shape[1], p, np.random.default_rng(self.seed + 1))
+            head = _head(content.shape[1], _log_popularity(history), p,
+                         np.random.default_rng(self.seed + 1))
         watched = tf.constant(self.watched)
         flat = {k: tf.constant(v) for k, v in _flat_history(content[self.rows]).items()}
 
@@ -269,10 +270,11 @@ class FeatureEmbedding(Recommender):
                         / tf.reduce_sum(weight, 1)
                         + tf.reduce_sum(tf.nn.softplus(neg) * hits, 1)
                         / tf.maximum(tf.reduce_sum(hits, 1), 1.0))
-            return per_user, p["l2"] * head.penalty()
+            return per_user, (p["l2"] * head.penalty()
+                              + p["l2_id"] * tf.reduce_sum(tf.square(head.item_bias)))
 
         def validate() -> float:
-            self.user_layers, self.movie_out = head.outputs(content, self.vectors)
+            self.user_layers, self.movie_out = head.outputs(content, self.vectors, self.rows)
             return -self._validation_ndcg(history, held, val_users, relevant, "network")
 
         users = np.flatnonzero(np.diff(history.indptr) > 1).astype(np.int64)
@@ -280,7 +282,7 @@ class FeatureEmbedding(Recommender):
                           validate=validate if held is not None else None,
                           batch_fn=self._sampler(history, "sampled-uniform", held),
                           description=f"{self.name} P(watched)")
-        self.user_layers, self.movie_out = head.outputs(content, self.vectors)
+        self.user_layers, self.movie_out = head.outputs(content, self.vectors, self.rows)
         return result
 
     def _validation_ndcg(self, history: sp.csr_matrix, held: np.ndarray, users: np.ndarray,
@@ -427,12 +429,22 @@ def _mlp_sparse(content: sp.csr_matrix, layers) -> np.ndarray:
     return _mlp(x, rest)
 
 
-def _head(n_features: int, params: dict, rng: np.random.Generator):
+def _log_popularity(history: sp.csr_matrix) -> np.ndarray:
+    """Centred log counts of the movies watched in ``history`` (0 for movies nobody watched),
+    the starting point of the id biases."""
+    counts = np.diff(history.tocsc().indptr).astype(np.float64)
+    log = np.log(np.maximum(counts, 1.0))
+    return np.where(counts > 0, log - log[counts > 0].mean(), 0.0).astype(np.float32)
+
+
+def _head(n_features: int, id_bias: np.ndarray, params: dict, rng: np.random.Generator):
     """The P(watched) network: ``g(U) . h(E, x)[:-1] + h(E, x)[-1]``.
 
     The movie's bias ``h(E, x)[-1]`` also adds a linear term of its content vector ``x``
     (one weight per feature, as LightFM's feature biases): how much a movie is watched at
     all, as far as its content tells, need not be squeezed into the co-watching embedding.
+    Train movies also get a learned id bias (starting from their centred log count, L2
+    ``l2_id`` towards 0); a cold movie has none and is scored from its content alone.
     """
     import tensorflow as tf
 
@@ -442,6 +454,7 @@ def _head(n_features: int, params: dict, rng: np.random.Generator):
             d, hidden, k = params["dim"], params["head_hidden"], params["head_dim"]
             self.user_layers = _dense(rng, [d, hidden, k], "user")
             self.content = _dense(rng, [n_features, 1], "content")
+            self.item_bias = tf.Variable(id_bias, name="item_bias")
             self.movie_layers = _dense(rng, [d, hidden, k + 1], "movie")
             self.log_scale = tf.Variable(np.float32(-np.log(params["temperature"])),
                                          name="log_scale")
@@ -455,13 +468,14 @@ def _head(n_features: int, params: dict, rng: np.random.Generator):
                                              * tf.gather(kernel, flat["item"]),
                                              flat["segment"], n) + bias
             out = _apply(vectors, self.movie_layers)
-            return tf.concat([out[:, :-1], vectors, out[:, -1:] + x], axis=1)
+            bias = out[:, -1:] + x + self.item_bias[:, None]
+            return tf.concat([out[:, :-1], vectors, bias], axis=1)
 
         def penalty(self):
             return tf.add_n([tf.reduce_sum(tf.square(k)) for k, _ in
                              self.user_layers + self.content + self.movie_layers])
 
-        def outputs(self, content: sp.csr_matrix, vectors: np.ndarray):
+        def outputs(self, content: sp.csr_matrix, vectors: np.ndarray, rows: np.ndarray):
             """The user side as numpy layers and scale, and ``h`` of every movie of
             ``content``/``vectors``."""
             numpy = [[(k.numpy(), b.numpy()) for k, b in side]
@@ -469,6 +483,7 @@ def _head(n_features: int, params: dict, rng: np.random.Generator):
             (kernel, bias), = numpy[1]
             out = _mlp(vectors, numpy[2])
             out[:, -1] += np.asarray(content @ kernel).ravel() + bias
+            out[rows, -1] += self.item_bias.numpy()  # train movies only: cold ones have none
             movie = np.hstack([out[:, :-1], vectors, out[:, -1:]]).astype(np.float32)
             return (numpy[0], np.exp(self.log_scale.numpy())), movie
 

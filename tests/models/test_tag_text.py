@@ -8,7 +8,7 @@ from recommender.models import load_model, make_model
 from recommender.models.tag_text import cosine_embedding_loss, pair_similarity
 from recommender.splits import per_user_split
 
-FAST = {"epochs": 4, "patience": 4, "dim": 16, "batch_size": 256}
+FAST = {"epochs": 4, "patience": 4, "dim": 16, "batch_size": 256, "genres": True}
 
 
 def test_cosine_embedding_loss_by_hand():
