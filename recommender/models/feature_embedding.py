@@ -13,10 +13,13 @@ ratings without retraining. Training follows the seed's two stages, both through
    ``cos(mean of the inputs' E, E_target) / temperature`` pulls movies watched by the same
    users together;
 2. with ``f`` frozen, the "P(watched)" network over (user embedding ``U``, movie embedding
-   ``E``): ``logit = g(U) . h(E) + b(E)`` with ``g``, ``h``, ``b`` small MLPs (a two-tower
-   form, so scoring a catalogue is one matrix product), trained with binary cross-entropy on
-   held-out watched movies against uniformly drawn unwatched ones, so that it learns how
-   much a movie of this content is watched at all, as well as by whom.
+   ``E``): ``logit = s cos(U, E) + g(U) . h(E) + b(E) + w . x + b_m`` with ``g``, ``h``,
+   ``b`` small MLPs (a two-tower form, so scoring a catalogue is one matrix product), ``s``
+   a learned scale starting at ``1 / temperature`` (so the network starts from what stage 1
+   learned), ``w . x`` a linear bias of the content vector and ``b_m`` an id bias of a train
+   movie (starting at its centred log count; a cold movie has none). It is trained with
+   binary cross-entropy on held-out watched movies against uniformly drawn unwatched ones,
+   so it learns how much a movie is watched at all, as well as by whom.
 
 Two ways to recommend (``method``):
 
@@ -32,10 +35,10 @@ Two ways to recommend (``method``):
   must be centred on the perfect match, so the distance in the exponent is ``1 - cos`` (the
   cosine distance), and ``s = 2`` makes it the normal kernel with bandwidth ``sigma``.
 
-Early stopping, the choice of ``method`` and the other defaults come from a cold-movie
-validation split carved from train (``validation`` of the train movies held out with all
-their ratings, ranked for the users who rated them >= 4; the test set is never seen). On it
-(u20 train, seed 0) ... see :class:`FeatureEmbedding`.
+Early stopping watches a cold-movie validation split carved from train inside ``fit``
+(``validation`` of the train movies held out with all their ratings, ranked for the users
+who rated them >= 4). The defaults were chosen on validation splits carved from the train
+parts of the issue-11 cold-start splits (test never seen; see :class:`FeatureEmbedding`).
 """
 
 from __future__ import annotations
@@ -118,6 +121,15 @@ class FeatureEmbedding(Recommender):
     after the last train rating are ignored. Movies in the movies table at fit time are
     scored from their content even with no rating in train (cold movies); other movies
     outside train score ``-inf``.
+
+    Defaults were picked on validation splits carved from the train parts of the issue-11
+    cold-start splits (20% of the train movies, or users with 5 ratings revealed, seed 7;
+    the test parts never seen). ``method="network"`` is the default: cold movies, AUC
+    0.774 / NDCG@10 0.098 against 0.770 / 0.098 for ``density``; new users with 5 ratings,
+    NDCG@10 0.350 against 0.210 (popularity 0.333). ``sigma`` 0.5 beat 0.1, 0.2 and 0.3 for
+    the density method, dropout 0.5 beat 0.3; temperature 0.05 / 0.2, 32 or 128 dimensions,
+    batches of 16, l2 1e-5 / 1e-4 and a 10x lower learning rate were no clearer winners
+    (cold-movie AUC 0.79-0.82 and NDCG@10 0.11-0.17 on a split with every tag known).
     """
 
     name = "feature-embedding"
