@@ -241,7 +241,8 @@ class TagText(Recommender):
 
         config = TrainConfig(epochs=p["epochs"], batch_size=p["batch_size"],
                              learning_rate=p["learning_rate"], patience=p["patience"],
-                             seed=self.seed, progress=p["progress"], jit_compile=False)
+                             seed=self.seed, progress=p["progress"],
+                             jit_compile=False)  # padded texts vary in shape: XLA recompiles
         data = {"user": fit["user"].to_numpy(np.int64), "item": fit["item"].to_numpy(np.int64),
                 "label": fit["label"].to_numpy(np.float32)}
         result = fit_loop(encoder, loss_fn, data, config, validate=validate if n_val else None,
