@@ -279,7 +279,8 @@ def cold_start_table(names: Iterable[str] | None, ratings: pd.DataFrame,
                      movies: pd.DataFrame | None = None, tags: pd.DataFrame | None = None,
                      reveal: Iterable[int] = (1, 5, 10), test_fraction: float = 0.2,
                      seed: int = 42, k: int = 10, reveal_order: str = "random",
-                     params: dict[str, dict] | None = None, random_row: bool = True,
+                     params: dict[str, dict] | None = None, quick: bool = False,
+                     random_row: bool = True, models: dict | None = None,
                      progress: bool = False) -> pd.DataFrame:
     """Item and user cold start for every named model (plus random order), one row each.
 
@@ -300,7 +301,10 @@ def cold_start_table(names: Iterable[str] | None, ratings: pd.DataFrame,
         k: list length.
         reveal_order: ``"random"`` or ``"earliest"``.
         params: per-model parameter overrides, ``{name: {param: value}}``.
+        quick: few epochs, as ``comparison.compare(quick=True)`` (what the tests run).
         random_row: add the random-order row.
+        models: a dict to receive the fitted models, keyed ``(protocol, name)``, for
+            further analysis of the same fits.
         progress: print a line per model fitted.
 
     Returns:
@@ -308,9 +312,9 @@ def cold_start_table(names: Iterable[str] | None, ratings: pd.DataFrame,
         candidates, fit_seconds, score_seconds, skipped``.
     """
     from recommender import splits
+    from recommender.comparison import _params_for
     from recommender.models import MODELS
 
-    params = params or {}
     names = list(MODELS) if names is None else list(names)
     item_train, item_test = splits.cold_start_split(ratings, "movie", test_fraction, seed)
     user_train, user_test = splits.cold_start_split(ratings, "user", test_fraction, seed)
@@ -323,7 +327,8 @@ def cold_start_table(names: Iterable[str] | None, ratings: pd.DataFrame,
                      **result.metrics, "fit_seconds": fit_seconds, "skipped": ""})
 
     scorers = [("random", None)] if random_row else []
-    scorers += [(name, make_model(name, seed=seed, **params.get(name, {}))) for name in names]
+    settings = {name: _params_for(name, params, quick) for name in names}
+    scorers += [(name, make_model(name, seed=seed, **settings[name])) for name in names]
     for name, model in scorers:
         if model is not None and not model.folds_in:
             rows.append({"protocol": "items, users", "model": name,
@@ -334,9 +339,11 @@ def cold_start_table(names: Iterable[str] | None, ratings: pd.DataFrame,
             if model is None:
                 fitted = RandomOrder(seed)
             else:
-                fitted = make_model(name, seed=seed, **params.get(name, {}))
+                fitted = make_model(name, seed=seed, **settings[name])
                 fitted.fit(train, movies=movies, tags=splits.known_tags(tags, train, test))
                 fit_seconds = fitted.meta["fit_seconds"]
+                if models is not None:
+                    models[protocol, name] = fitted
                 if progress:
                     print(f"{name}: fitted on the {protocol} cold-start train in "
                           f"{fit_seconds:.1f} s")

@@ -175,7 +175,8 @@ class TagText(Recommender):
         mine = np.flatnonzero(u >= 0)
         # own tags count only on movies of the given history (the answer stays out)
         on_history = (watched @ to_catalogue).tocsr()
-        mine = mine[np.asarray(on_history[u[mine], movie[mine]]).ravel() > 0]
+        if len(mine):  # (scipy answers an empty fancy index with a matrix, not an array)
+            mine = mine[np.asarray(on_history[u[mine], movie[mine]]).ravel() > 0]
         own = sp.csr_matrix((np.ones(len(mine), np.float32), (u[mine], token[mine])),
                             shape=(len(user_ids), len(self.vocabulary)))
         return _top_per_row((own + top).tocsr(), p["max_tokens"])
