@@ -155,7 +155,8 @@ class RandomOrder:
     def __init__(self, seed: int = 0):
         self.rng = np.random.default_rng(seed)
 
-    def fold_in(self, history: pd.DataFrame, movie_ids=None) -> np.ndarray:
+    def fold_in(self, history: pd.DataFrame, movie_ids) -> np.ndarray:
+        """Uniform scores, ``(users of history, len(movie_ids))``."""
         n_users = history["userId"].nunique()
         return self.rng.random((n_users, len(movie_ids))).astype(np.float32)
 
