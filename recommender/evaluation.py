@@ -161,14 +161,13 @@ class RandomOrder:
         return self.rng.random((n_users, len(movie_ids))).astype(np.float32)
 
 
-def _rank_folded(model, name: str, history: pd.DataFrame, users: np.ndarray,
-                 movie_ids: np.ndarray, relevant: sp.csr_matrix, k: int,
+def _rank_folded(model, history: pd.DataFrame, users: np.ndarray, movie_ids: np.ndarray,
+                 relevant: sp.csr_matrix, k: int,
                  exclude: sp.csr_matrix | None = None) -> Evaluation:
     """Fold in each user's ``history``, rank ``movie_ids`` (minus ``exclude``) and score the
     ranking against ``relevant`` (rows pair with ``users``): NDCG, recall... at ``k`` and AUC."""
     history = history.sort_values("userId", kind="stable")
     bounds = np.searchsorted(history["userId"].to_numpy(), np.r_[users, np.inf])
-    shown = IdEncoder(users)
     recommended = np.full((len(users), k), -1, np.int64)
     auc = np.full(len(users), np.nan)
     start = time.perf_counter()
@@ -176,7 +175,7 @@ def _rank_folded(model, name: str, history: pd.DataFrame, users: np.ndarray,
         part = history.iloc[bounds[sl.start]:bounds[sl.stop]]
         scores = model.fold_in(part, movie_ids)
         if len(scores) != sl.stop - sl.start:
-            raise ValueError(f"{name}: fold_in returned {len(scores)} rows for "
+            raise ValueError(f"{model.name}: fold_in returned {len(scores)} rows for "
                              f"{sl.stop - sl.start} users")
         rows = np.arange(len(scores))
         block = exclude[sl] if exclude is not None else None
@@ -191,12 +190,8 @@ def _rank_folded(model, name: str, history: pd.DataFrame, users: np.ndarray,
                                                                      "precision", "hr")}
     out.update(auc=float(np.nanmean(auc)), users=int(len(users)),
                candidates=int(len(movie_ids)), score_seconds=seconds)
-    table = pd.DataFrame({"userId": shown.ids, **per_user})
-    return Evaluation(name, out, table, recommended)
-
-
-def _liked(test: pd.DataFrame, threshold: float) -> pd.DataFrame:
-    return test[test["rating"] >= threshold]
+    table = pd.DataFrame({"userId": users, **per_user})
+    return Evaluation(model.name, out, table, recommended)
 
 
 def item_cold_start(model, train: pd.DataFrame, test: pd.DataFrame, k: int = 10,
@@ -223,15 +218,14 @@ def item_cold_start(model, train: pd.DataFrame, test: pd.DataFrame, k: int = 10,
     if np.isin(cold.ids, train["movieId"].unique()).any():
         raise ValueError("item_cold_start: some test movies occur in train; hold out whole "
                          "movies with splits.cold_start_split(by='movie')")
-    liked = _liked(test, threshold)
-    liked = liked[liked["userId"].isin(train["userId"].unique())]
+    liked = test[(test["rating"] >= threshold) & test["userId"].isin(train["userId"].unique())]
     users = IdEncoder.fit(liked["userId"])
     relevant = sp.csr_matrix((np.ones(len(liked), np.float32),
                               (users.encode(liked["userId"]), cold.encode(liked["movieId"]))),
                              shape=(len(users), len(cold)))
     relevant.sum_duplicates()
     history = train[train["userId"].isin(users.ids)]
-    return _rank_folded(model, model.name, history, users.ids, cold.ids, relevant, k)
+    return _rank_folded(model, history, users.ids, cold.ids, relevant, k)
 
 
 def user_cold_start(model, train: pd.DataFrame, revealed: pd.DataFrame, hidden: pd.DataFrame,
@@ -258,9 +252,8 @@ def user_cold_start(model, train: pd.DataFrame, revealed: pd.DataFrame, hidden: 
         raise ValueError("user_cold_start: some held-out users occur in train; hold out whole "
                          "users with splits.cold_start_split(by='user')")
     catalogue = IdEncoder.fit(train["movieId"])
-    liked = _liked(hidden, threshold)
-    liked = liked[np.isin(liked["movieId"], catalogue.ids)
-                  & liked["userId"].isin(revealed["userId"].unique())]
+    liked = hidden[(hidden["rating"] >= threshold) & np.isin(hidden["movieId"], catalogue.ids)
+                   & hidden["userId"].isin(revealed["userId"].unique())]
     users = IdEncoder.fit(liked["userId"])
 
     def matrix(table: pd.DataFrame) -> sp.csr_matrix:
@@ -272,7 +265,7 @@ def user_cold_start(model, train: pd.DataFrame, revealed: pd.DataFrame, hidden: 
         return out
 
     history = revealed[revealed["userId"].isin(users.ids)]
-    return _rank_folded(model, model.name, history, users.ids, catalogue.ids, matrix(liked), k,
+    return _rank_folded(model, history, users.ids, catalogue.ids, matrix(liked), k,
                         exclude=matrix(history))
 
 
