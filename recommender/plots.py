@@ -180,7 +180,8 @@ def metric_at_k(curves: pd.DataFrame, metric: str):
 
 def _chart_bars(ax, chart: pd.DataFrame, title: str) -> None:
     chart = chart.iloc[::-1]
-    labels = chart["title"].str.slice(0, 38) if "title" in chart else chart["movieId"].astype(str)
+    labels = (chart["title"].map(lambda t: t if len(t) <= 40 else f"{t[:38]}…")
+              if "title" in chart else chart["movieId"].astype(str))
     ax.barh(labels, chart["weighted"], color="steelblue")
     low = chart["weighted"].min()
     ax.set_xlim(low - 0.3 * (chart["weighted"].max() - low + 0.1), None)
