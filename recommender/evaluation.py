@@ -155,19 +155,19 @@ class RandomOrder:
     def __init__(self, seed: int = 0):
         self.rng = np.random.default_rng(seed)
 
-    def fold_in(self, history: pd.DataFrame, movie_ids=None) -> np.ndarray:
+    def fold_in(self, history: pd.DataFrame, movie_ids) -> np.ndarray:
+        """Uniform scores, ``(users of history, len(movie_ids))``."""
         n_users = history["userId"].nunique()
         return self.rng.random((n_users, len(movie_ids))).astype(np.float32)
 
 
-def _rank_folded(model, name: str, history: pd.DataFrame, users: np.ndarray,
-                 movie_ids: np.ndarray, relevant: sp.csr_matrix, k: int,
+def _rank_folded(model, history: pd.DataFrame, users: np.ndarray, movie_ids: np.ndarray,
+                 relevant: sp.csr_matrix, k: int,
                  exclude: sp.csr_matrix | None = None) -> Evaluation:
     """Fold in each user's ``history``, rank ``movie_ids`` (minus ``exclude``) and score the
     ranking against ``relevant`` (rows pair with ``users``): NDCG, recall... at ``k`` and AUC."""
     history = history.sort_values("userId", kind="stable")
     bounds = np.searchsorted(history["userId"].to_numpy(), np.r_[users, np.inf])
-    shown = IdEncoder(users)
     recommended = np.full((len(users), k), -1, np.int64)
     auc = np.full(len(users), np.nan)
     start = time.perf_counter()
@@ -175,7 +175,7 @@ def _rank_folded(model, name: str, history: pd.DataFrame, users: np.ndarray,
         part = history.iloc[bounds[sl.start]:bounds[sl.stop]]
         scores = model.fold_in(part, movie_ids)
         if len(scores) != sl.stop - sl.start:
-            raise ValueError(f"{name}: fold_in returned {len(scores)} rows for "
+            raise ValueError(f"{model.name}: fold_in returned {len(scores)} rows for "
                              f"{sl.stop - sl.start} users")
         rows = np.arange(len(scores))
         block = exclude[sl] if exclude is not None else None
@@ -190,12 +190,8 @@ def _rank_folded(model, name: str, history: pd.DataFrame, users: np.ndarray,
                                                                      "precision", "hr")}
     out.update(auc=float(np.nanmean(auc)), users=int(len(users)),
                candidates=int(len(movie_ids)), score_seconds=seconds)
-    table = pd.DataFrame({"userId": shown.ids, **per_user})
-    return Evaluation(name, out, table, recommended)
-
-
-def _liked(test: pd.DataFrame, threshold: float) -> pd.DataFrame:
-    return test[test["rating"] >= threshold]
+    table = pd.DataFrame({"userId": users, **per_user})
+    return Evaluation(model.name, out, table, recommended)
 
 
 def item_cold_start(model, train: pd.DataFrame, test: pd.DataFrame, k: int = 10,
@@ -222,15 +218,14 @@ def item_cold_start(model, train: pd.DataFrame, test: pd.DataFrame, k: int = 10,
     if np.isin(cold.ids, train["movieId"].unique()).any():
         raise ValueError("item_cold_start: some test movies occur in train; hold out whole "
                          "movies with splits.cold_start_split(by='movie')")
-    liked = _liked(test, threshold)
-    liked = liked[liked["userId"].isin(train["userId"].unique())]
+    liked = test[(test["rating"] >= threshold) & test["userId"].isin(train["userId"].unique())]
     users = IdEncoder.fit(liked["userId"])
     relevant = sp.csr_matrix((np.ones(len(liked), np.float32),
                               (users.encode(liked["userId"]), cold.encode(liked["movieId"]))),
                              shape=(len(users), len(cold)))
     relevant.sum_duplicates()
     history = train[train["userId"].isin(users.ids)]
-    return _rank_folded(model, model.name, history, users.ids, cold.ids, relevant, k)
+    return _rank_folded(model, history, users.ids, cold.ids, relevant, k)
 
 
 def user_cold_start(model, train: pd.DataFrame, revealed: pd.DataFrame, hidden: pd.DataFrame,
@@ -257,9 +252,8 @@ def user_cold_start(model, train: pd.DataFrame, revealed: pd.DataFrame, hidden: 
         raise ValueError("user_cold_start: some held-out users occur in train; hold out whole "
                          "users with splits.cold_start_split(by='user')")
     catalogue = IdEncoder.fit(train["movieId"])
-    liked = _liked(hidden, threshold)
-    liked = liked[np.isin(liked["movieId"], catalogue.ids)
-                  & liked["userId"].isin(revealed["userId"].unique())]
+    liked = hidden[(hidden["rating"] >= threshold) & np.isin(hidden["movieId"], catalogue.ids)
+                   & hidden["userId"].isin(revealed["userId"].unique())]
     users = IdEncoder.fit(liked["userId"])
 
     def matrix(table: pd.DataFrame) -> sp.csr_matrix:
@@ -271,7 +265,7 @@ def user_cold_start(model, train: pd.DataFrame, revealed: pd.DataFrame, hidden: 
         return out
 
     history = revealed[revealed["userId"].isin(users.ids)]
-    return _rank_folded(model, model.name, history, users.ids, catalogue.ids, matrix(liked), k,
+    return _rank_folded(model, history, users.ids, catalogue.ids, matrix(liked), k,
                         exclude=matrix(history))
 
 
@@ -279,7 +273,8 @@ def cold_start_table(names: Iterable[str] | None, ratings: pd.DataFrame,
                      movies: pd.DataFrame | None = None, tags: pd.DataFrame | None = None,
                      reveal: Iterable[int] = (1, 5, 10), test_fraction: float = 0.2,
                      seed: int = 42, k: int = 10, reveal_order: str = "random",
-                     params: dict[str, dict] | None = None, random_row: bool = True,
+                     params: dict[str, dict] | None = None, quick: bool = False,
+                     random_row: bool = True, models: dict | None = None,
                      progress: bool = False) -> pd.DataFrame:
     """Item and user cold start for every named model (plus random order), one row each.
 
@@ -300,7 +295,10 @@ def cold_start_table(names: Iterable[str] | None, ratings: pd.DataFrame,
         k: list length.
         reveal_order: ``"random"`` or ``"earliest"``.
         params: per-model parameter overrides, ``{name: {param: value}}``.
+        quick: few epochs, as ``comparison.compare(quick=True)`` (what the tests run).
         random_row: add the random-order row.
+        models: a dict to receive the fitted models, keyed ``(protocol, name)``, for
+            further analysis of the same fits.
         progress: print a line per model fitted.
 
     Returns:
@@ -308,9 +306,9 @@ def cold_start_table(names: Iterable[str] | None, ratings: pd.DataFrame,
         candidates, fit_seconds, score_seconds, skipped``.
     """
     from recommender import splits
+    from recommender.comparison import _params_for
     from recommender.models import MODELS
 
-    params = params or {}
     names = list(MODELS) if names is None else list(names)
     item_train, item_test = splits.cold_start_split(ratings, "movie", test_fraction, seed)
     user_train, user_test = splits.cold_start_split(ratings, "user", test_fraction, seed)
@@ -323,7 +321,8 @@ def cold_start_table(names: Iterable[str] | None, ratings: pd.DataFrame,
                      **result.metrics, "fit_seconds": fit_seconds, "skipped": ""})
 
     scorers = [("random", None)] if random_row else []
-    scorers += [(name, make_model(name, seed=seed, **params.get(name, {}))) for name in names]
+    settings = {name: _params_for(name, params, quick) for name in names}
+    scorers += [(name, make_model(name, seed=seed, **settings[name])) for name in names]
     for name, model in scorers:
         if model is not None and not model.folds_in:
             rows.append({"protocol": "items, users", "model": name,
@@ -334,9 +333,11 @@ def cold_start_table(names: Iterable[str] | None, ratings: pd.DataFrame,
             if model is None:
                 fitted = RandomOrder(seed)
             else:
-                fitted = make_model(name, seed=seed, **params.get(name, {}))
+                fitted = make_model(name, seed=seed, **settings[name])
                 fitted.fit(train, movies=movies, tags=splits.known_tags(tags, train, test))
                 fit_seconds = fitted.meta["fit_seconds"]
+                if models is not None:
+                    models[protocol, name] = fitted
                 if progress:
                     print(f"{name}: fitted on the {protocol} cold-start train in "
                           f"{fit_seconds:.1f} s")

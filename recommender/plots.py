@@ -13,7 +13,8 @@ import seaborn as sns
 
 __all__ = ["rating_distribution", "popularity_long_tail", "user_activity", "genres_over_time",
            "sparsity_pattern", "training_curves", "error_by_bucket", "predicted_vs_actual",
-           "embedding_2d", "calibration", "roc_curve", "metrics_with_ci", "metric_at_k"]
+           "embedding_2d", "calibration", "roc_curve", "metrics_with_ci", "metric_at_k",
+           "weighted_chart", "genre_charts", "cold_start_items", "cold_start_users"]
 
 sns.set_theme(style="whitegrid", context="notebook")
 
@@ -174,4 +175,75 @@ def metric_at_k(curves: pd.DataFrame, metric: str):
     fig, ax = plt.subplots(figsize=(7, 4))
     sns.lineplot(data=curves, x="k", y=metric, hue="model", ax=ax)
     ax.set(title=f"{metric} against K")
+    return fig
+
+
+def _chart_bars(ax, chart: pd.DataFrame, title: str) -> None:
+    chart = chart.iloc[::-1]
+    labels = (chart["title"].map(lambda t: t if len(t) <= 40 else f"{t[:38]}…")
+              if "title" in chart else chart["movieId"].astype(str))
+    ax.barh(labels, chart["weighted"], color="steelblue")
+    low = chart["weighted"].min()
+    ax.set_xlim(low - 0.3 * (chart["weighted"].max() - low + 0.1), None)
+    for y, (wr, votes) in enumerate(zip(chart["weighted"], chart["votes"])):
+        ax.text(wr, y, f" {votes:.0f} votes", va="center", fontsize=7)
+    ax.set(title=title, xlabel="weighted rating")
+    ax.tick_params(axis="y", labelsize=8)
+
+
+def weighted_chart(chart: pd.DataFrame):
+    """Horizontal bars of a weighted-rating chart (``demographic.weighted_chart``), best on
+    top, each bar labelled with its vote count; ``m`` and ``C`` in the title."""
+    fig, ax = plt.subplots(figsize=(8, 0.35 * len(chart) + 1.2))
+    _chart_bars(ax, chart, f"Top {len(chart)} by weighted rating "
+                           f"(m = {chart.attrs['m']:.0f} votes, C = {chart.attrs['C']:.2f})")
+    return fig
+
+
+def genre_charts(charts: dict[str, pd.DataFrame], columns: int = 2):
+    """One weighted-rating chart per genre, in a grid."""
+    rows = -(-len(charts) // columns)
+    top = max(len(c) for c in charts.values())
+    fig, axes = plt.subplots(rows, columns, figsize=(7 * columns, (0.3 * top + 1) * rows),
+                             squeeze=False)
+    for ax, (genre, chart) in zip(axes.ravel(), charts.items()):
+        _chart_bars(ax, chart, f"{genre} (m = {chart.attrs['m']:.0f}, "
+                               f"C = {chart.attrs['C']:.2f})")
+    for ax in axes.ravel()[len(charts):]:
+        ax.set_visible(False)
+    fig.tight_layout()
+    return fig
+
+
+def cold_start_items(table: pd.DataFrame, reference: pd.DataFrame | None = None):
+    """NDCG@10 and AUC of every model on cold movies (rows of ``protocol == "items"``), with
+    ``reference`` rows (model, auc, ndcg@10) drawn as dashed lines."""
+    rows = table[table["protocol"] == "items"].sort_values("auc")
+    fig, axes = plt.subplots(1, 2, figsize=(12, 0.35 * len(rows) + 1.8), sharey=True)
+    for ax, metric in zip(axes, ["ndcg@10", "auc"]):
+        ax.barh(rows["model"], rows[metric], color="steelblue")
+        if reference is not None:
+            for (_, ref), colour in zip(reference.dropna(subset=[metric]).iterrows(),
+                                        sns.color_palette("Set2")):
+                ax.axvline(ref[metric], ls="--", color=colour, label=ref["model"])
+            ax.legend(fontsize=7, loc="lower right")
+        ax.set(xlabel=metric, title=f"Cold movies: {metric}")
+    if (rows["auc"] > 0).all():
+        axes[1].set_xlim(0.4, 1.0)
+    fig.tight_layout()
+    return fig
+
+
+def cold_start_users(table: pd.DataFrame):
+    """NDCG@10 and AUC of every model for new users against the number of revealed ratings
+    (rows of ``protocol == "users"``)."""
+    rows = table[table["protocol"] == "users"]
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+    for ax, metric in zip(axes, ["ndcg@10", "auc"]):
+        sns.lineplot(data=rows, x="revealed", y=metric, hue="model", marker="o", ax=ax,
+                     legend=ax is axes[1])
+        ax.set(xlabel="ratings revealed per new user", title=f"New users: {metric}")
+        ax.set_xticks(sorted(rows["revealed"].unique()))
+    axes[1].legend(loc="center left", bbox_to_anchor=(1, 0.5), fontsize=8)
+    fig.tight_layout()
     return fig

@@ -119,3 +119,14 @@ def test_cold_start_table_rows(synthetic_small):
     assert table.loc[table["model"] == "regression", "skipped"].str.contains("cannot").all()
     random_auc = scored.loc[scored["model"] == "random", "auc"]
     assert ((random_auc > 0.4) & (random_auc < 0.6)).all()
+
+
+def test_reference_draw_on_ml_latest_small(shared_data):
+    from recommender.data import load_movielens
+
+    ratings = load_movielens(shared_data / "ml-latest-small").ratings
+    train, test = splits.cold_start_split(ratings, "movie", 0.2, 42)
+    assert test["movieId"].nunique() == 1813
+    result = item_cold_start(RandomOrder(0), train, test)
+    assert result.metrics["users"] == 651 and result.metrics["candidates"] == 1813
+    assert 0.45 < result.metrics["auc"] < 0.55

@@ -123,22 +123,42 @@ class Content(Recommender):
         scores[:, rows < 0] = -np.inf
         return scores
 
-    def more_like_this(self, movie_id: int, k: int = 10) -> pd.DataFrame:
-        """The ``k`` movies most similar to ``movie_id`` (any movie of the movies table).
+    def more_like_this(self, movie: int | str, k: int = 10) -> pd.DataFrame:
+        """The ``k`` movies most similar to ``movie`` (any movie of the movies table).
+
+        Args:
+            movie: a movieId, or a title: the exact title (case ignored) or a piece of
+                exactly one title, e.g. ``"toy story (1995)"``.
+            k: movies returned.
 
         Returns:
             ``movieId, title, similarity``, most similar first (the movie itself left out).
         """
         self._check_fitted()
-        row = self.catalogue.encode([movie_id], unknown="missing")[0]
-        if row < 0:
-            raise KeyError(f"movieId {movie_id} is not in the movies table the model was "
-                           "fitted with")
+        row = self._row(movie)
         similarity = (self.features @ self.features[row].T).toarray().ravel()
         similarity[row] = -np.inf
         best = np.lexsort((self.catalogue.ids, -similarity))[:k]
         return pd.DataFrame({"movieId": self.catalogue.ids[best], "title": self.titles[best],
                              "similarity": similarity[best]})
+
+    def _row(self, movie: int | str) -> int:
+        """Catalogue row of a movieId or title; KeyError naming the candidates otherwise."""
+        if not isinstance(movie, str):
+            row = self.catalogue.encode([movie], unknown="missing")[0]
+            if row < 0:
+                raise KeyError(f"movieId {movie} is not in the movies table the model was "
+                               "fitted with")
+            return int(row)
+        titles = pd.Series(self.titles).str.lower()
+        exact = np.flatnonzero(titles == movie.lower())
+        found = exact if len(exact) else np.flatnonzero(
+            titles.str.contains(movie.lower(), regex=False))
+        if len(found) != 1:
+            shown = "; ".join(self.titles[found[:5]]) or "none"
+            raise KeyError(f"{len(found)} titles match {movie!r} ({shown}); give the full "
+                           "title or the movieId")
+        return int(found[0])
 
     def _state(self):
         f = self.features

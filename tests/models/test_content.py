@@ -65,6 +65,11 @@ def test_more_like_this_returns_titles_of_the_same_kind(model):
     assert similar["similarity"].is_monotonic_decreasing
     with pytest.raises(KeyError, match="not in the movies table"):
         model.more_like_this(12345)
+    by_title = model.more_like_this("night terror 21 (1980)", k=5)  # case ignored
+    assert by_title.equals(similar)
+    assert model.more_like_this("Song 22", k=1)["title"].str.startswith("Happy Song").all()
+    with pytest.raises(KeyError, match="titles match 'Night Terror'"):
+        model.more_like_this("Night Terror")
 
 
 def test_text_column_is_used_when_present():
