@@ -47,24 +47,23 @@ class BodyLimit:
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
             return await _too_large(self.limit)(scope, receive, send)
-        seen = 0
+        seen, refused = 0, False
 
         async def limited():
-            nonlocal seen
+            nonlocal seen, refused
             message = await receive()
             seen += len(message.get("body", b""))
-            if seen > self.limit:
-                raise _BodyTooLarge
+            if seen > self.limit and not refused:
+                refused = True  # answer now; the app sees the client leave
+                await _too_large(self.limit)(scope, receive, send)
+                return {"type": "http.disconnect"}
             return message
 
-        try:
-            await self.app(scope, limited, send)
-        except _BodyTooLarge:
-            await _too_large(self.limit)(scope, receive, send)
+        async def quiet_after_refusal(message):
+            if not refused:
+                await send(message)
 
-
-class _BodyTooLarge(Exception):
-    pass
+        await self.app(scope, limited, quiet_after_refusal)
 
 
 def _too_large(limit: int) -> JSONResponse:
