@@ -19,6 +19,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from recommender.serve.schemas import (
     Error, Health, Movie, NewUser, PopularMovie, Prediction, RatingOut, RatingsIn,
@@ -132,9 +133,15 @@ def create_app(config: ServeConfig | None = None, service: Service | None = None
         return JSONResponse({"detail": _validation_detail(exc)}, status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_request, exc: StarletteHTTPException):
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        headers = dict(getattr(exc, "headers", None) or {})
+        if exc.status_code == 405:  # every method of the path, not just the first route's
+            methods = {m for route in request.app.routes
+                       if route.matches(request.scope)[0] != Match.NONE
+                       for m in getattr(route, "methods", ())}
+            headers["Allow"] = ", ".join(sorted(methods))
         return JSONResponse({"detail": exc.detail}, status_code=exc.status_code,
-                            headers=getattr(exc, "headers", None))
+                            headers=headers)
 
     @app.exception_handler(Exception)
     async def internal(request: Request, exc: Exception):

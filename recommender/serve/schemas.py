@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = ["Id", "TopN", "Rating", "RatingIn", "RatingsIn", "NewUser", "Movie", "PopularMovie",
            "Recommendation", "Recommendations", "Similar", "Prediction", "Health",
@@ -28,15 +28,8 @@ class RatingIn(_Strict):
 
 
 class RatingsIn(_Strict):
-    ratings: list[RatingIn] = Field(max_length=MAX_RATINGS_PER_REQUEST)
-
-    @field_validator("ratings")
-    @classmethod
-    def _unique_movies(cls, ratings: list[RatingIn]) -> list[RatingIn]:
-        ids = [r.movie_id for r in ratings]
-        if len(set(ids)) != len(ids):
-            raise ValueError("each movie_id may appear once per request")
-        return ratings
+    ratings: list[RatingIn] = Field(max_length=MAX_RATINGS_PER_REQUEST,
+                                    description="a movie listed twice keeps its last rating")
 
     def as_dict(self) -> dict[int, float]:
         return {r.movie_id: r.rating for r in self.ratings}

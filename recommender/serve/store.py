@@ -116,6 +116,8 @@ class RatingsStore:
         """Add or change ``{movie_id: rating}`` of one user in one transaction; returns the
         time stamp written."""
         now = time.time()
+        if not ratings:
+            return now
         rows = [{"user_id": user_id, "movie_id": int(m), "rating": float(r), "updated_at": now}
                 for m, r in ratings.items()]
         insert = (postgresql if self.dialect == "postgresql" else sqlite).insert(RATINGS)
