@@ -32,6 +32,11 @@ RATINGS = sa.Table(
     sa.Column("updated_at", sa.Float, nullable=False),
 )
 
+# Built once: the hot read of every recommendation (SQLAlchemy caches its compiled form).
+_USER_RATINGS = (sa.select(RATINGS.c.movie_id, RATINGS.c.rating, RATINGS.c.updated_at)
+                 .where(RATINGS.c.user_id == sa.bindparam("user_id"))
+                 .order_by(RATINGS.c.movie_id))
+
 
 @dataclass(frozen=True)
 class StoredRating:
@@ -130,10 +135,9 @@ class RatingsStore:
 
     def ratings(self, user_id: int) -> list[StoredRating]:
         """Every rating the user gave through the API, by movie id."""
-        query = (sa.select(RATINGS.c.movie_id, RATINGS.c.rating, RATINGS.c.updated_at)
-                 .where(RATINGS.c.user_id == user_id).order_by(RATINGS.c.movie_id))
         with self.engine.connect() as conn:
-            return [StoredRating(int(m), float(r), float(t)) for m, r, t in conn.execute(query)]
+            return [StoredRating(int(m), float(r), float(t))
+                    for m, r, t in conn.execute(_USER_RATINGS, {"user_id": user_id})]
 
     def all_ratings(self) -> list[tuple[int, int, float]]:
         """``(user_id, movie_id, rating)`` of every stored rating (benchmarks, exports)."""
