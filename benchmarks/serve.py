@@ -1,4 +1,4 @@
-"""Serving under load, on loopback: latency, throughput, errors and durability of ``recommender serve``.
+"""Serving on loopback: latency, throughput, errors and durability of ``recommender serve``.
 
 1. In process: the time of one item-based recommendation of 100 movies (Gorse publishes
    4.35 ms per call), bare (EASE fold-in and ranking) and as the API computes it (plus the

@@ -22,7 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from recommender.serve.schemas import (
-    Error, Health, Movie, NewUser, PopularMovie, Prediction, RatingOut, RatingsIn,
+    MAX_ID, Error, Health, Movie, NewUser, PopularMovie, Prediction, RatingOut, RatingsIn,
     Recommendations, Similar, UserRatings, Written,
 )
 from recommender.serve.service import Invalid, NotFound, ServeConfig, Service
@@ -77,12 +77,12 @@ def _validation_detail(exc: RequestValidationError) -> list[dict]:
             for e in exc.errors()]
 
 
-def _service(request: Request) -> Service:
+async def _service(request: Request) -> Service:
     """The loaded service (a dependency, so tests can pass their own)."""
     return request.app.state.service
 
 
-def _writer(request: Request,
+async def _writer(request: Request,
             authorization: Annotated[str | None, Header(max_length=512)] = None) -> None:
     """With a write token configured, refuse writes that do not carry it (401)."""
     token = request.app.state.write_token
@@ -96,11 +96,18 @@ def _writer(request: Request,
 
 
 Svc = Annotated[Service, Depends(_service)]
+UserId = Annotated[int, PathParam(ge=1, le=MAX_ID, description="a dataset or API user")]
+MovieId = Annotated[int, PathParam(ge=1, le=MAX_ID)]
+TopN = Annotated[int, Query(ge=1, le=100)]
 
 
 def create_app(config: ServeConfig | None = None, service: Service | None = None,
                write_token: str | None = None) -> FastAPI:
     """The API over ``service`` (or one built from ``config`` when the app starts).
+
+    Routes are plain functions, run in FastAPI's thread pool: writes wait for the disk (the
+    store syncs every commit) and must not hold up reads. (Reads on the event loop were
+    measured too: writes then starved, p99 2.0 s against 0.64 s.)
 
     Args:
         write_token: when set, POST and PUT routes need ``Authorization: Bearer <token>``.
@@ -171,13 +178,13 @@ def create_app(config: ServeConfig | None = None, service: Service | None = None
         return [c.describe(i) for i in rows]
 
     @app.get("/movies/{movie_id}", response_model=Movie, tags=["movies"], responses=_ERRORS)
-    def movie(service: Svc, movie_id: Annotated[int, PathParam(ge=1, le=2**31 - 1)]) -> dict:
+    def movie(service: Svc, movie_id: MovieId) -> dict:
         return service.catalogue.describe(service.catalogue.index(movie_id))
 
     @app.get("/movies/{movie_id}/similar", response_model=Similar, tags=["movies"],
              responses=_ERRORS)
-    def similar(service: Svc, movie_id: Annotated[int, PathParam(ge=1, le=2**31 - 1)],
-                top_n: Annotated[int, Query(ge=1, le=100)] = 10) -> dict:
+    def similar(service: Svc, movie_id: MovieId,
+                top_n: TopN = 10) -> dict:
         """More like this: what the list model ranks first for someone who loved this movie."""
         items = service.similar(movie_id, top_n)
         return {"movie": service.catalogue.describe(service.catalogue.index(movie_id)),
@@ -185,14 +192,14 @@ def create_app(config: ServeConfig | None = None, service: Service | None = None
 
     @app.get("/popular", response_model=list[PopularMovie], tags=["movies"], responses=_ERRORS)
     def popular(service: Svc, genre: Annotated[str | None, Query(max_length=40)] = None,
-                top_n: Annotated[int, Query(ge=1, le=100)] = 10) -> list[dict]:
+                top_n: TopN = 10) -> list[dict]:
         """The most rated movies, of one genre if given."""
         return service.popular(genre, top_n)
 
     @app.get("/recommend/{user_id}", response_model=Recommendations, tags=["users"],
              responses=_ERRORS)
-    def recommend(service: Svc, user_id: Annotated[int, PathParam(ge=1, le=2**31 - 1)],
-                  top_n: Annotated[int, Query(ge=1, le=100)] = 10) -> dict:
+    def recommend(service: Svc, user_id: UserId,
+                  top_n: TopN = 10) -> dict:
         """The user's top movies not rated yet, each with a reason and a predicted rating;
         ratings given a moment ago count at once."""
         items = service.recommend(user_id, top_n)
@@ -201,7 +208,7 @@ def create_app(config: ServeConfig | None = None, service: Service | None = None
 
     @app.get("/predict/{user_id}/{movie_title:path}", response_model=Prediction,
              tags=["users"], responses=_ERRORS)
-    def predict(service: Svc, user_id: Annotated[int, PathParam(ge=1, le=2**31 - 1)],
+    def predict(service: Svc, user_id: UserId,
                 movie_title: Annotated[str, PathParam(min_length=1, max_length=200)]) -> dict:
         """The rating the user would give a movie named by id, title (any case, with or
         without its year) or a close spelling; the response names the movie matched."""
@@ -216,7 +223,7 @@ def create_app(config: ServeConfig | None = None, service: Service | None = None
 
     @app.put("/users/{user_id}/ratings", response_model=Written, tags=["users"],
              responses=_ERRORS, dependencies=[Depends(_writer)])
-    def put_ratings(service: Svc, user_id: Annotated[int, PathParam(ge=1, le=2**31 - 1)],
+    def put_ratings(service: Svc, user_id: UserId,
                     body: RatingsIn) -> dict:
         """Add or change ratings (one transaction; on disk before the answer)."""
         ratings = body.as_dict()
@@ -225,7 +232,7 @@ def create_app(config: ServeConfig | None = None, service: Service | None = None
 
     @app.get("/users/{user_id}/ratings", response_model=UserRatings, tags=["users"],
              responses=_ERRORS)
-    def get_ratings(service: Svc, user_id: Annotated[int, PathParam(ge=1, le=2**31 - 1)]
+    def get_ratings(service: Svc, user_id: UserId
                     ) -> dict:
         """Every rating of the user, the dataset's and the API's."""
         history = service.history(user_id)

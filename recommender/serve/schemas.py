@@ -6,14 +6,15 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["Id", "TopN", "Rating", "RatingIn", "RatingsIn", "NewUser", "Movie", "PopularMovie",
+__all__ = ["MAX_ID", "Id", "Rating", "RatingIn", "RatingsIn", "NewUser", "Movie",
+           "PopularMovie",
            "Recommendation", "Recommendations", "Similar", "Prediction", "Health",
-           "UserRatings", "RatingOut", "Written", "SimilarMovie", "Error", "MAX_RATINGS_PER_REQUEST"]
+           "UserRatings", "RatingOut", "Written", "SimilarMovie", "Error",
+           "MAX_RATINGS_PER_REQUEST"]
 
 MAX_ID = 2**31 - 1
 MAX_RATINGS_PER_REQUEST = 500
 Id = Annotated[int, Field(ge=1, le=MAX_ID)]
-TopN = Annotated[int, Field(ge=1, le=100)]
 Rating = Annotated[float, Field(ge=0.5, le=5.0, multiple_of=0.5, allow_inf_nan=False,
                                 description="0.5 to 5 stars in steps of 0.5")]
 

@@ -25,7 +25,8 @@ from recommender.models import Recommender, load_model, make_model
 from recommender.models.baselines import EASE, ease_inputs
 from recommender.serve.store import RatingsStore
 
-__all__ = ["ServeConfig", "Catalogue", "Service", "NotFound", "Invalid", "load_models", "USER_SHRINK"]
+__all__ = ["ServeConfig", "Catalogue", "Service", "History", "NotFound", "Invalid", "load_models",
+           "USER_SHRINK"]
 
 USER_SHRINK = 15.0  # prior weight, in ratings, of a user offset of 0 (baseline's reg_user)
 _YEAR = re.compile(r"\s*\(\d{4}(?:[-–]\d{0,4})?\)\s*$")

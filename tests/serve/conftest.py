@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("fastapi", reason="the serve extra is not installed (pip install -e '.[serve]')")
+pytest.importorskip("fastapi",
+                    reason="the serve extra is not installed (pip install -e '.[serve]')")
 
 from fastapi.testclient import TestClient  # noqa: E402
 
