@@ -21,7 +21,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from recommender.data import MovieLens
-from recommender.models import Recommender, load_model, make_model
+from recommender.models import Recommender, load_model, make_model, model_class
 from recommender.models.baselines import EASE, ease_inputs
 from recommender.serve.store import RatingsStore
 
@@ -243,18 +243,22 @@ def load_models(names: list[str], data: MovieLens, artifacts: Path | None, stric
     return out
 
 
+def _check_roles(lists: type[Recommender], ratings: type[Recommender]) -> None:
+    """Lists need a model that folds in new users; predictions need a rating model."""
+    if lists._fold_in is Recommender._fold_in:
+        raise Invalid(f"{lists.name} cannot score users outside its training data; lists need "
+                      f"a model that folds in (ease-rated, ease, popularity, baseline)")
+    if not ratings.predicts_ratings:
+        raise Invalid(f"{ratings.name} does not predict ratings; choose a rating model "
+                      f"(baseline, regression, ...)")
+
+
 class Service:
     """Answers every question of the API from memory (models, catalogue) and the store."""
 
     def __init__(self, data: MovieLens, list_model: Recommender, rating_model: Recommender,
                  store: RatingsStore, sources: dict[str, str] | None = None):
-        if not list_model.folds_in:
-            raise Invalid(f"{list_model.name} cannot score users outside its training data; "
-                          f"lists need a model that folds in (ease-rated, ease, popularity, "
-                          f"baseline)")
-        if not rating_model.predicts_ratings:
-            raise Invalid(f"{rating_model.name} does not predict ratings; choose a rating "
-                          f"model (baseline, regression, ...)")
+        _check_roles(type(list_model), type(rating_model))
         self.dataset = data.name
         self.catalogue = Catalogue(data.movies, data.ratings)
         self.histories = _Histories(data.ratings)
@@ -274,6 +278,7 @@ class Service:
         from recommender.config import PROCESSED_DIR, REPORTS_DIR
         from recommender.data import load_movielens
 
+        _check_roles(model_class(config.list_model), model_class(config.rating_model))
         data = load_movielens(config.dataset, config.data_dir)
         artifacts = config.artifacts or REPORTS_DIR / "artifacts"
         models = load_models([config.list_model, config.rating_model], data, artifacts,

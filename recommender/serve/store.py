@@ -58,6 +58,17 @@ def database_url(target: str | Path) -> str:
     return f"sqlite:///{Path(text).expanduser()}"
 
 
+def _shown(path: str | None) -> str:
+    """A SQLite path for messages: relative to the working folder when inside it."""
+    if not path or path == ":memory:":
+        return ":memory:"
+    resolved = Path(path).resolve()
+    try:
+        return str(resolved.relative_to(Path.cwd()))
+    except ValueError:
+        return resolved.name
+
+
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
     """WAL lets readers run beside the one writer; FULL syncs the WAL at every commit."""
     cursor = dbapi_connection.cursor()
@@ -89,7 +100,8 @@ class RatingsStore:
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
         self.first_user_id = int(first_user_id)
         _META.create_all(self.engine)
-        self.label = url.render_as_string(hide_password=True)
+        self.label = (_shown(url.database) if self.dialect == "sqlite"
+                      else url.render_as_string(hide_password=True))
 
     def close(self) -> None:
         self.engine.dispose()

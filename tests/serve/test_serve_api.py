@@ -312,7 +312,10 @@ def test_service_from_config_builds_everything(dataset_folder, tmp_path):
                          database=str(tmp_path / "c.sqlite3"), progress=False)
     service = Service.from_config(config)
     assert service.store.first_user_id == 300 and service.list_model.name == "ease-rated"
+    assert service.store.label == "c.sqlite3" or service.store.label.endswith("c.sqlite3")
     service.store.close()
+    with pytest.raises(Invalid, match="global-mean cannot score"):  # before any loading
+        Service.from_config(ServeConfig(dataset="/nowhere", list_model="global-mean"))
 
 
 def test_serve_refuses_wider_addresses_without_a_token(capsys):
