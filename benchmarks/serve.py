@@ -3,8 +3,8 @@
 1. In process: the time of one item-based recommendation of 100 movies (Gorse publishes
    4.35 ms per call), bare (EASE fold-in and ranking) and as the API computes it (plus the
    store read, reasons and predicted ratings), over every dataset user.
-2. A real server process (uvicorn, one worker, SQLite store) on 127.0.0.1, loaded by
-   ``--clients`` concurrent keep-alive clients:
+2. A real server (uvicorn, ``--workers`` processes sharing one SQLite store) on 127.0.0.1,
+   loaded by ``--clients`` concurrent keep-alive clients:
    a. ``GET /recommend/{user}?top_n=10`` only (the target: p99 <= 50 ms at 32 clients);
    b. a mix: recommendations for dataset and new users, searches, similar movies,
       predictions, and rating writes (``--write-share``);
@@ -14,7 +14,7 @@
 
 Loopback only, and bounded: ``--requests`` per phase (at most 100,000) and ``--max-seconds``
 per phase. Usage: ``python benchmarks/serve.py [--dataset ml-latest-small] [--clients 32]
-[--requests 4000]`` (the serve and dev extras installed: ``make install``).
+[--requests 4000] [--workers 2]`` (the serve and dev extras installed: ``make install``).
 """
 
 from __future__ import annotations
@@ -79,7 +79,8 @@ def start_server(args, artifacts: Path, database: Path, port: int) -> subprocess
     process = subprocess.Popen(
         [sys.executable, "-m", "recommender.cli", "serve", "--dataset", args.dataset,
          "--artifacts", str(artifacts), "--database", str(database), "--host", args.host,
-         "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+         "--port", str(port), "--workers", str(args.workers)], stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -89,8 +90,17 @@ def start_server(args, artifacts: Path, database: Path, port: int) -> subprocess
                 return process
         except httpx.TransportError:
             time.sleep(0.3)
-    process.kill()
+    kill_all(process)
     raise SystemExit("the server did not start within 300 s")
+
+
+def kill_all(process: subprocess.Popen) -> None:
+    """SIGKILL the server and its workers at once, as a crash would."""
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    process.wait()
 
 
 class Load:
@@ -157,6 +167,7 @@ def main() -> None:
     parser.add_argument("--dataset", default="ml-latest-small")
     parser.add_argument("--host", default="127.0.0.1", help="a loopback address")
     parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--workers", type=int, default=1, help="server processes")
     parser.add_argument("--requests", type=int, default=4000, help="per phase")
     parser.add_argument("--write-share", type=float, default=0.1)
     parser.add_argument("--max-seconds", type=float, default=120, help="per phase")
@@ -205,7 +216,8 @@ def main() -> None:
 
         load = Load(base, args.clients, args.requests, args.max_seconds)
         seconds = asyncio.run(load.run(recommend))
-        load.report(f"2a. GET /recommend?top_n=10, {args.clients} clients", seconds)
+        load.report(f"2a. GET /recommend?top_n=10, {args.clients} clients, "
+                    f"{args.workers} server worker(s)", seconds)
 
         keys = itertools.count()  # every write rates a (user, movie) never rated before
 
@@ -241,17 +253,15 @@ def main() -> None:
         async def writes_then_kill() -> float:
             task = asyncio.create_task(killer.run(write))
             await asyncio.sleep(2.0)
-            server.send_signal(signal.SIGKILL)
+            kill_all(server)
             return await task
 
         asyncio.run(writes_then_kill())
-        server.wait()
         print(f"\n2c. SIGKILL after 2 s of writes: {len(killer.acknowledged):,} acknowledged "
               f"in that phase")
         acknowledged.update(killer.acknowledged)
     finally:
-        if server.poll() is None:
-            server.kill()
+        kill_all(server)
     server = start_server(args, work / "artifacts", database, port)
     try:
         stored = {}
@@ -262,8 +272,7 @@ def main() -> None:
         print(f"   after restart: {found:,} of {len(acknowledged):,} acknowledged ratings "
               f"found, {len(acknowledged) - found} lost")
     finally:
-        server.kill()
-        server.wait()
+        kill_all(server)
 
 
 if __name__ == "__main__":

@@ -116,7 +116,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
                          artifacts=Path(args.artifacts) if args.artifacts else None,
                          list_model=args.list_model, rating_model=args.rating_model,
                          database=args.database)
-    serve(config, host=args.host, port=args.port, write_token=args.write_token)
+    serve(config, host=args.host, port=args.port, write_token=args.write_token,
+          workers=args.workers)
     return 0
 
 
@@ -172,6 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
                                        "(default: data/processed/serve-<dataset>.sqlite3)")
     se.add_argument("--host", default="127.0.0.1")
     se.add_argument("--port", type=int, default=8000)
+    se.add_argument("--workers", type=int, default=1,
+                    help="server processes sharing the store (each holds the models)")
     se.add_argument("--write-token", help="required to listen beyond loopback; then writes "
                                           "need 'Authorization: Bearer <token>'")
     se.set_defaults(func=cmd_serve)

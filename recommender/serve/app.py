@@ -7,7 +7,9 @@ need ``Authorization: Bearer <token>``.
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import secrets
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -27,7 +29,7 @@ from recommender.serve.schemas import (
 )
 from recommender.serve.service import Invalid, NotFound, ServeConfig, Service
 
-__all__ = ["create_app", "MAX_BODY_BYTES"]
+__all__ = ["create_app", "from_environment", "MAX_BODY_BYTES"]
 
 STATIC = Path(__file__).parent / "static"
 MAX_BODY_BYTES = 64 * 1024
@@ -115,10 +117,12 @@ def create_app(config: ServeConfig | None = None, service: Service | None = None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        if getattr(app.state, "service", None) is None:
+        built = getattr(app.state, "service", None) is None
+        if built:
             app.state.service = Service.from_config(config or ServeConfig())
         yield
-        app.state.service.store.close()
+        if built:  # a service passed in belongs to the caller
+            app.state.service.store.close()
 
     app = FastAPI(title="Movie recommender", version="1", lifespan=lifespan,
                   description="Recommendations, predicted ratings and similar movies from the "
@@ -129,7 +133,7 @@ def create_app(config: ServeConfig | None = None, service: Service | None = None
 
     @app.exception_handler(NotFound)
     async def not_found(_request, exc: NotFound):
-        return JSONResponse({"detail": str(exc.args[0])}, status_code=404)
+        return JSONResponse({"detail": str(exc)}, status_code=404)
 
     @app.exception_handler(Invalid)
     async def invalid(_request, exc: Invalid):
@@ -155,7 +159,6 @@ def create_app(config: ServeConfig | None = None, service: Service | None = None
         _log.exception("internal error on %s %s", request.method, request.url.path)
         return JSONResponse({"detail": "internal error (logged on the server)"},
                             status_code=500)
-
 
     @app.get("/", include_in_schema=False)
     def page() -> FileResponse:
@@ -245,3 +248,13 @@ def create_app(config: ServeConfig | None = None, service: Service | None = None
         return {"user_id": user_id, "count": len(ratings), "ratings": ratings}
 
     return app
+
+
+def from_environment() -> FastAPI:
+    """The app of one uvicorn worker process, configured by :func:`recommender.serve.server.
+    serve` through the environment (the config as JSON, the write token)."""
+    from recommender.serve.server import CONFIG_ENV_VAR, TOKEN_ENV_VAR
+
+    fields = json.loads(os.environ[CONFIG_ENV_VAR])
+    fields["artifacts"] = Path(fields["artifacts"])
+    return create_app(ServeConfig(**fields), write_token=os.environ.get(TOKEN_ENV_VAR) or None)

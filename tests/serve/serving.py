@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -17,17 +18,26 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def kill_all(process: subprocess.Popen) -> None:
+    """SIGKILL the server and its worker processes at once, as a crash would."""
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    process.wait(timeout=10)
+
+
 @contextmanager
-def server_process(folder: Path, database: str, timeout: float = 60.0):
-    """``recommender serve`` in a subprocess on a free loopback port; yields
-    ``(base_url, process)`` once /health answers, and kills it afterwards."""
+def server_process(folder: Path, database: str, *options: str, timeout: float = 60.0):
+    """``recommender serve [options]`` in its own process group on a free loopback port;
+    yields ``(base_url, process)`` once /health answers, and kills the group afterwards."""
     import httpx2 as httpx
 
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "recommender.cli", "serve", "--dataset", str(folder),
-         "--database", database, "--port", str(port), "--artifacts", str(folder / "none")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ})
+         "--database", database, "--port", str(port), "--artifacts", str(folder / "none"),
+         *options], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + timeout
@@ -44,7 +54,5 @@ def server_process(folder: Path, database: str, timeout: float = 60.0):
             time.sleep(0.2)
         yield url, process
     finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait(timeout=10)
+        kill_all(process)
         process.stderr.close()

@@ -1,5 +1,6 @@
 """Nothing acknowledged is lost: a real server killed (SIGKILL) in the middle of concurrent
-writes, restarted on the same SQLite file, still has every rating it answered 200 for."""
+writes, restarted on the same SQLite file (as two worker processes), still has every rating
+it answered 200 for."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import threading
 import time
 
 import httpx2 as httpx
-from serving import server_process
+from serving import kill_all, server_process
 
 
 def test_a_killed_server_keeps_every_acknowledged_rating(dataset_folder, tmp_path):
@@ -38,14 +39,14 @@ def test_a_killed_server_keeps_every_acknowledged_rating(dataset_folder, tmp_pat
         deadline = time.monotonic() + 20
         while sum(map(len, acknowledged.values())) < 150 and time.monotonic() < deadline:
             time.sleep(0.05)
-        process.kill()  # SIGKILL mid-load: no shutdown hook runs
+        kill_all(process)  # SIGKILL mid-load: no shutdown hook runs
         stop.set()
         for t in threads:
             t.join(timeout=15)
     total = sum(map(len, acknowledged.values()))
     assert total >= 150, f"only {total} writes acknowledged before the kill"
 
-    with server_process(dataset_folder, database) as (url, _):
+    with server_process(dataset_folder, database, "--workers", "2") as (url, _):
         for user, ratings in acknowledged.items():
             stored = {r["movie_id"]: r["rating"] for r in
                       httpx.get(f"{url}/users/{user}/ratings").json()["ratings"]

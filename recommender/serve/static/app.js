@@ -224,6 +224,7 @@ async function start() {
   $("rate-btn").addEventListener("click", rate);
   $("user-form").addEventListener("submit", openUser);
   $("new-user").addEventListener("click", newUser);
+  $("token-row").addEventListener("submit", (event) => event.preventDefault());
   try {
     const health = await api("GET", "/health");
     const range = health.dataset_user_ids ? ` · dataset users ${health.dataset_user_ids.join("–")}` : "";
