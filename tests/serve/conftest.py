@@ -3,6 +3,12 @@ real server process. Skips the whole folder when the serve extra is not installe
 
 from __future__ import annotations
 
+import glob
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -14,6 +20,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 
 from recommender.models import make_model  # noqa: E402
 from recommender.serve import RatingsStore, Service, create_app  # noqa: E402
+from serving import free_port  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -47,3 +54,46 @@ def dataset_folder(_synthetic_session, tmp_path_factory) -> Path:
     movies = data.movies.assign(genres=data.movies.genres.map("|".join))
     movies[["movieId", "title", "genres"]].to_csv(folder / "movies.csv", index=False)
     return folder
+
+
+def _postgres_bin() -> str | None:
+    found = shutil.which("pg_ctl")
+    if found:
+        return os.path.dirname(os.path.realpath(found))
+    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
+    return os.path.dirname(candidates[-1]) if candidates else None
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A throwaway PostgreSQL cluster on a free loopback port (Debian's ``postgresql``);
+    skips, saying why, when there is none to start."""
+    if os.environ.get("RECOMMENDER_TEST_POSTGRES_URL"):
+        yield os.environ["RECOMMENDER_TEST_POSTGRES_URL"]
+        return
+    bindir = _postgres_bin()
+    if bindir is None:
+        pytest.skip("PostgreSQL is not installed (apt-get install postgresql; or set "
+                    "RECOMMENDER_TEST_POSTGRES_URL)")
+    run_as: list[str] = []
+    folder = tempfile.mkdtemp(prefix="serve-pg-")
+    if os.geteuid() == 0:  # initdb refuses root: run the cluster as the postgres user
+        try:
+            account = pwd.getpwnam("postgres")
+        except KeyError:
+            pytest.skip("running as root and there is no postgres user to run PostgreSQL")
+        os.chown(folder, account.pw_uid, account.pw_gid)
+        run_as = ["runuser", "-u", "postgres", "--"]
+    data, port = os.path.join(folder, "data"), free_port()
+    subprocess.run(run_as + [f"{bindir}/initdb", "-D", data, "-A", "trust", "-U", "postgres",
+                             "--no-sync"], check=True, capture_output=True)
+    options = f"-k {folder} -p {port} -c listen_addresses=127.0.0.1 -c fsync=off"
+    subprocess.run(run_as + [f"{bindir}/pg_ctl", "-D", data, "-o", options, "-w", "-l",
+                             os.path.join(folder, "log"), "start"], check=True,
+                   capture_output=True)
+    try:
+        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run(run_as + [f"{bindir}/pg_ctl", "-D", data, "-m", "immediate", "stop"],
+                       capture_output=True)
+        shutil.rmtree(folder, ignore_errors=True)

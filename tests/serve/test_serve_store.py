@@ -2,63 +2,14 @@
 
 from __future__ import annotations
 
-import glob
-import os
-import pwd
-import shutil
-import subprocess
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import sqlalchemy as sa
+from fastapi.testclient import TestClient
 
+from recommender.serve import Service, create_app
 from recommender.serve.store import RatingsStore, database_url
-
-from serving import free_port
-
-
-def _postgres_bin() -> str | None:
-    found = shutil.which("pg_ctl")
-    if found:
-        return os.path.dirname(os.path.realpath(found))
-    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
-    return os.path.dirname(candidates[-1]) if candidates else None
-
-
-@pytest.fixture(scope="module")
-def postgres_url():
-    """A throwaway PostgreSQL cluster on a free loopback port (Debian's ``postgresql``);
-    skips, saying why, when there is none to start."""
-    if os.environ.get("RECOMMENDER_TEST_POSTGRES_URL"):
-        yield os.environ["RECOMMENDER_TEST_POSTGRES_URL"]
-        return
-    bindir = _postgres_bin()
-    if bindir is None:
-        pytest.skip("PostgreSQL is not installed (apt-get install postgresql; or set "
-                    "RECOMMENDER_TEST_POSTGRES_URL)")
-    run_as: list[str] = []
-    folder = tempfile.mkdtemp(prefix="serve-pg-")
-    if os.geteuid() == 0:  # initdb refuses root: run the cluster as the postgres user
-        try:
-            account = pwd.getpwnam("postgres")
-        except KeyError:
-            pytest.skip("running as root and there is no postgres user to run PostgreSQL")
-        os.chown(folder, account.pw_uid, account.pw_gid)
-        run_as = ["runuser", "-u", "postgres", "--"]
-    data, port = os.path.join(folder, "data"), free_port()
-    subprocess.run(run_as + [f"{bindir}/initdb", "-D", data, "-A", "trust", "-U", "postgres",
-                             "--no-sync"], check=True, capture_output=True)
-    options = f"-k {folder} -p {port} -c listen_addresses=127.0.0.1 -c fsync=off"
-    subprocess.run(run_as + [f"{bindir}/pg_ctl", "-D", data, "-o", options, "-w", "-l",
-                             os.path.join(folder, "log"), "start"], check=True,
-                   capture_output=True)
-    try:
-        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
-    finally:
-        subprocess.run(run_as + [f"{bindir}/pg_ctl", "-D", data, "-m", "immediate", "stop"],
-                       capture_output=True)
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -124,3 +75,17 @@ def test_a_failed_transaction_writes_nothing(store):
     with pytest.raises(Exception):  # the second row overflows a 64-bit integer
         store.put_ratings(user, {1: 4.0, 2**70: 3.0})
     assert store.ratings(user) == []
+
+
+def test_the_api_runs_on_either_store(store, fitted):
+    data, lists, ratings = fitted
+    with TestClient(create_app(service=Service(data, lists, ratings, store))) as c:
+        first = {"ratings": [{"movie_id": 5, "rating": 5.0}]}
+        user = c.post("/users", json=first).json()["user_id"]
+        before = c.get(f"/recommend/{user}").json()["items"]
+        assert c.put(f"/users/{user}/ratings", json={"ratings": [
+            {"movie_id": before[0]["movie_id"], "rating": 4.5}]}).status_code == 200
+        after = c.get(f"/recommend/{user}").json()["items"]
+        assert before[0]["movie_id"] not in {i["movie_id"] for i in after}
+        assert c.get("/health").json()["store"]["backend"] == store.dialect
+        assert c.get(f"/users/{user}/ratings").json()["count"] == 2
