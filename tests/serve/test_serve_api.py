@@ -32,6 +32,7 @@ def test_health_names_models_counts_and_versions(client, fitted):
     assert doc["models"]["rating"]["name"] == "baseline"
     assert doc["versions"]["artifact_format"] == 1 and doc["store"]["backend"] == "sqlite"
     assert doc["writes_need_token"] is False
+    assert client.get("/health").headers["server-timing"].startswith("app;dur=")
 
 
 def test_movies_lists_the_most_rated_and_searches_titles(client, fitted):
