@@ -24,6 +24,7 @@ import asyncio
 import itertools
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -34,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from recommender.serve.server import is_loopback
+from recommender.serve.server import is_loopback, worker_models
 from recommender.serve.service import ServeConfig, Service
 
 MAX_REQUESTS = 100_000
@@ -187,98 +188,104 @@ def main() -> None:
                          f"write share 0-1, 0-600 s per phase")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     rng = random.Random(args.seed)
-    work = Path(tempfile.mkdtemp(prefix="serve-bench-"))
     print(f"machine: {os.cpu_count()} cpus, load average "
           f"{', '.join(f'{x:.1f}' for x in os.getloadavg())} (shared: timings are inflated "
           f"by other work)")
 
-    start = time.perf_counter()
-    service = Service.from_config(ServeConfig(dataset=args.dataset,
-                                              artifacts=work / "artifacts",
-                                              database=str(work / "inprocess.sqlite3")))
-    print(f"models ready in {time.perf_counter() - start:.1f} s "
-          f"({service.list_model.name}: {service.list_model.meta['fit_seconds']:.1f} s fit, "
-          f"{service.rating_model.name}: {service.rating_model.meta['fit_seconds']:.2f} s)")
-    per_call(service)
-    for model in (service.list_model, service.rating_model):
-        model.save(work / "artifacts" / model.name)  # the server loads instead of refitting
-    users = [int(u) for u in service.histories.user_ids]
-    movies = [int(m) for m in service.list_model.items.ids]
-    titles = service.catalogue.titles
-    del service
-
+    work = Path(tempfile.mkdtemp(prefix="serve-bench-"))
     port = free_port(args.host)
-    base = f"http://{args.host}:{port}"
-    database = work / "store.sqlite3"
-    server = start_server(args, work / "artifacts", database, port)
     try:
-        import httpx2 as httpx
+        start = time.perf_counter()
+        service = Service.from_config(ServeConfig(dataset=args.dataset,
+                                                  artifacts=work / "artifacts",
+                                                  database=str(work / "inprocess.sqlite3")))
+        print(f"models ready in {time.perf_counter() - start:.1f} s "
+              f"({service.list_model.name}: {service.list_model.meta['fit_seconds']:.1f} s fit, "
+              f"{service.rating_model.name}: {service.rating_model.meta['fit_seconds']:.2f} s)")
+        per_call(service)
+        for model in (service.list_model, service.rating_model):
+            model.save(work / "artifacts" / model.name)  # the server loads instead of refitting
+        users = [int(u) for u in service.histories.user_ids]
+        movies = [int(m) for m in service.list_model.items.ids]
+        titles = service.catalogue.titles
+        del service
 
-        new_users = [httpx.post(f"{base}/users", json={}).json()["user_id"]
-                     for _ in range(args.clients)]
+        base = f"http://{args.host}:{port}"
+        database = work / "store.sqlite3"
+        server = start_server(args, work / "artifacts", database, port)
+        try:
+            import httpx2 as httpx
 
-        def recommend():
-            return "recommend", "GET", f"/recommend/{rng.choice(users)}?top_n=10", None
+            new_users = [httpx.post(f"{base}/users", json={}).json()["user_id"]
+                         for _ in range(args.clients)]
 
-        load = Load(base, args.clients, args.requests, args.max_seconds)
-        seconds = asyncio.run(load.run(recommend))
-        load.report(f"2a. GET /recommend?top_n=10, {args.clients} clients, "
-                    f"{args.workers} server worker(s)", seconds)
+            def recommend():
+                return "recommend", "GET", f"/recommend/{rng.choice(users)}?top_n=10", None
 
-        keys = itertools.count()  # every write rates a (user, movie) never rated before
+            load = Load(base, args.clients, args.requests, args.max_seconds)
+            seconds = asyncio.run(load.run(recommend))
+            load.report(f"2a. GET /recommend?top_n=10, {args.clients} clients, "
+                        f"{args.workers} server worker(s)", seconds)
 
-        def write():
-            k = next(keys)
-            user, movie = new_users[k % len(new_users)], movies[k // len(new_users)]
-            body = {"ratings": [{"movie_id": movie, "rating": rng.randrange(1, 11) / 2}]}
-            return "write", "PUT", f"/users/{user}/ratings", body
+            keys = itertools.count()  # every write rates a (user, movie) never rated before
 
-        def mixed():
-            x = rng.random()
-            if x < args.write_share:
-                return write()
-            x = (x - args.write_share) / max(1 - args.write_share, 1e-9)
-            if x < 0.6:
-                user = rng.choice(new_users if rng.random() < 0.3 else users)
-                return "recommend", "GET", f"/recommend/{user}?top_n=10", None
-            if x < 0.75:
-                word = rng.choice(titles).split(" ")[0][:6]
-                return "search", "GET", f"/movies?limit=8&search={word}", None
-            if x < 0.9:
-                return "similar", "GET", f"/movies/{rng.choice(movies)}/similar", None
-            return "predict", "GET", f"/predict/{rng.choice(users)}/{rng.choice(movies)}", None
+            def write():
+                k = next(keys)
+                user, movie = new_users[k % len(new_users)], movies[k // len(new_users)]
+                body = {"ratings": [{"movie_id": movie, "rating": rng.randrange(1, 11) / 2}]}
+                return "write", "PUT", f"/users/{user}/ratings", body
 
-        load = Load(base, args.clients, args.requests, args.max_seconds)
-        seconds = asyncio.run(load.run(mixed))
-        load.report(f"2b. mixed, {args.write_share:.0%} writes, {args.clients} clients", seconds)
-        acknowledged = dict(load.acknowledged)
+            def mixed():
+                x = rng.random()
+                if x < args.write_share:
+                    return write()
+                x = (x - args.write_share) / max(1 - args.write_share, 1e-9)
+                if x < 0.6:
+                    user = rng.choice(new_users if rng.random() < 0.3 else users)
+                    return "recommend", "GET", f"/recommend/{user}?top_n=10", None
+                if x < 0.75:
+                    word = rng.choice(titles).split(" ")[0][:6]
+                    return "search", "GET", f"/movies?limit=8&search={word}", None
+                if x < 0.9:
+                    return "similar", "GET", f"/movies/{rng.choice(movies)}/similar", None
+                user, movie = rng.choice(users), rng.choice(movies)
+                return "predict", "GET", f"/predict/{user}/{movie}", None
 
-        killer = Load(base, args.clients, args.requests, args.max_seconds,
-                      until_disconnected=True)
+            load = Load(base, args.clients, args.requests, args.max_seconds)
+            seconds = asyncio.run(load.run(mixed))
+            load.report(f"2b. mixed, {args.write_share:.0%} writes, {args.clients} clients",
+                        seconds)
+            acknowledged = dict(load.acknowledged)
 
-        async def writes_then_kill() -> float:
-            task = asyncio.create_task(killer.run(write))
-            await asyncio.sleep(2.0)
+            killer = Load(base, args.clients, args.requests, args.max_seconds,
+                          until_disconnected=True)
+
+            async def writes_then_kill() -> float:
+                task = asyncio.create_task(killer.run(write))
+                await asyncio.sleep(2.0)
+                kill_all(server)
+                return await task
+
+            asyncio.run(writes_then_kill())
+            print(f"\n2c. SIGKILL after 2 s of writes: {len(killer.acknowledged):,} acknowledged "
+                  f"in that phase")
+            acknowledged.update(killer.acknowledged)
+        finally:
             kill_all(server)
-            return await task
-
-        asyncio.run(writes_then_kill())
-        print(f"\n2c. SIGKILL after 2 s of writes: {len(killer.acknowledged):,} acknowledged "
-              f"in that phase")
-        acknowledged.update(killer.acknowledged)
-    finally:
-        kill_all(server)
-    server = start_server(args, work / "artifacts", database, port)
-    try:
-        stored = {}
-        for user in new_users:
-            for r in httpx.get(f"{base}/users/{user}/ratings").json()["ratings"]:
-                stored[(user, r["movie_id"])] = r["rating"]
-        found = sum(stored.get(key) == rating for key, rating in acknowledged.items())
-        print(f"   after restart: {found:,} of {len(acknowledged):,} acknowledged ratings "
-              f"found, {len(acknowledged) - found} lost")
-    finally:
-        kill_all(server)
+        server = start_server(args, work / "artifacts", database, port)
+        try:
+            stored = {}
+            for user in new_users:
+                for r in httpx.get(f"{base}/users/{user}/ratings").json()["ratings"]:
+                    stored[(user, r["movie_id"])] = r["rating"]
+            found = sum(stored.get(key) == rating for key, rating in acknowledged.items())
+            print(f"   after restart: {found:,} of {len(acknowledged):,} acknowledged ratings "
+                  f"found, {len(acknowledged) - found} lost")
+        finally:
+            kill_all(server)
+    finally:  # about 300 MB of saved models on ml-latest-small, in each folder
+        shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(worker_models(port), ignore_errors=True)
 
 
 if __name__ == "__main__":

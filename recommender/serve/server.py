@@ -12,7 +12,7 @@ import tempfile
 
 from recommender.serve.service import ServeConfig, Service
 
-__all__ = ["serve", "is_loopback", "TOKEN_ENV_VAR", "CONFIG_ENV_VAR"]
+__all__ = ["serve", "is_loopback", "worker_models", "TOKEN_ENV_VAR", "CONFIG_ENV_VAR"]
 
 TOKEN_ENV_VAR = "RECOMMENDER_WRITE_TOKEN"
 CONFIG_ENV_VAR = "RECOMMENDER_SERVE_CONFIG"  # how worker processes learn what to serve
@@ -26,6 +26,13 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def worker_models(port: int) -> str:
+    """Where a multi-worker server on ``port`` keeps the models its workers load: one folder
+    per port, replaced at each start, so a server killed before its clean-up leaves at most
+    one behind (and whoever killed it can remove it)."""
+    return os.path.join(tempfile.gettempdir(), f"recommender-serve-{port}-models")
 
 
 def serve(config: ServeConfig, host: str = "127.0.0.1", port: int = 8000,
@@ -62,7 +69,7 @@ def serve(config: ServeConfig, host: str = "127.0.0.1", port: int = 8000,
         uvicorn.run(create_app(service=service, write_token=token), host=host, port=port,
                     log_level="warning", access_log=False)
         return
-    folder = tempfile.mkdtemp(prefix="serve-models-")
+    folder = worker_models(port)
     try:
         for model in (service.list_model, service.rating_model):
             model.save(os.path.join(folder, model.name))

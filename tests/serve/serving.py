@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -10,6 +11,8 @@ import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
+
+from recommender.serve.server import worker_models
 
 
 def free_port() -> int:
@@ -56,3 +59,4 @@ def server_process(folder: Path, database: str, *options: str, timeout: float = 
     finally:
         kill_all(process)
         process.stderr.close()
+        shutil.rmtree(worker_models(port), ignore_errors=True)
