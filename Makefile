@@ -10,12 +10,12 @@ ifneq ($(wildcard $(SHARED_DATA)/ml-latest-small),)
 export RECOMMENDER_DATA ?= $(SHARED_DATA)
 endif
 
-.PHONY: install run test bench clean
+.PHONY: install run test bench serve clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,serve]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -31,6 +31,10 @@ bench: $(STAMP)  ## benchmarks that print figures (install the optional [bench] 
 	$(BIN)/python benchmarks/u20.py
 	$(BIN)/python benchmarks/speed.py
 	$(BIN)/python benchmarks/scale.py
+
+serve: $(STAMP)  ## the REST API and the web page on http://127.0.0.1:8000/ (ml-latest-small)
+	$(BIN)/python -m pip install --quiet -e ".[serve]"
+	$(BIN)/recommender serve --dataset ml-latest-small
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -105,6 +105,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        from recommender.serve.server import serve
+        from recommender.serve.service import ServeConfig
+    except ImportError as exc:
+        raise UsageError(f"serving needs the serve extra ({exc.name} is missing): "
+                         f"pip install -e '.[serve]' or make serve") from None
+    config = ServeConfig(dataset=args.dataset, data_dir=args.data_dir,
+                         artifacts=Path(args.artifacts) if args.artifacts else None,
+                         list_model=args.list_model, rating_model=args.rating_model,
+                         database=args.database)
+    serve(config, host=args.host, port=args.port, write_token=args.write_token,
+          workers=args.workers)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="recommender", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -145,6 +161,23 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, default=42)
     run.add_argument("--only", nargs="+", metavar="PREFIX", help="e.g. --only 01 07")
     run.set_defaults(func=cmd_run)
+
+    se = sub.add_parser("serve", help="the REST API and web page (needs the serve extra)")
+    se.add_argument("--dataset", default="ml-latest-small", help="release name or folder/zip")
+    se.add_argument("--data-dir")
+    se.add_argument("--artifacts", help="folder of saved models (default: reports/artifacts, "
+                                        "else the models are fitted at start-up)")
+    se.add_argument("--list-model", default="ease-rated", help="ranks lists and similar movies")
+    se.add_argument("--rating-model", default="baseline", help="predicts ratings")
+    se.add_argument("--database", help="SQLite path or postgresql:// URL "
+                                       "(default: data/processed/serve-<dataset>.sqlite3)")
+    se.add_argument("--host", default="127.0.0.1")
+    se.add_argument("--port", type=int, default=8000)
+    se.add_argument("--workers", type=int, default=1,
+                    help="server processes sharing the store (each holds the models)")
+    se.add_argument("--write-token", help="required to listen beyond loopback; then writes "
+                                          "need 'Authorization: Bearer <token>'")
+    se.set_defaults(func=cmd_serve)
     return parser
 
 

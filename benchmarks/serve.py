@@ -1,0 +1,292 @@
+"""Serving on loopback: latency, throughput, errors and durability of ``recommender serve``.
+
+1. In process: the time of one item-based recommendation of 100 movies (Gorse publishes
+   4.35 ms per call), bare (EASE fold-in and ranking) and as the API computes it (plus the
+   store read, reasons and predicted ratings), over every dataset user.
+2. A real server (uvicorn, ``--workers`` processes sharing one SQLite store) on 127.0.0.1,
+   loaded by ``--clients`` concurrent keep-alive clients:
+   a. ``GET /recommend/{user}?top_n=10`` only (the target: p99 <= 50 ms at 32 clients);
+   b. a mix: recommendations for dataset and new users, searches, similar movies,
+      predictions, and rating writes (``--write-share``);
+   c. writes while the server is killed with SIGKILL; the server restarts on the same
+      database, and every acknowledged rating is looked for.
+   Prints p50/p95/p99 latency, requests/s, errors, writes acknowledged vs found.
+
+Loopback only, and bounded: ``--requests`` per phase (at most 100,000) and ``--max-seconds``
+per phase. Usage: ``python benchmarks/serve.py [--dataset ml-latest-small] [--clients 32]
+[--requests 4000] [--workers 2]`` (the serve and dev extras installed: ``make install``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from recommender.serve.server import is_loopback, worker_models
+from recommender.serve.service import ServeConfig, Service
+
+MAX_REQUESTS = 100_000
+
+
+def percentiles(latencies: list[float]) -> str:
+    if not latencies:
+        return "no answers"
+    p50, p95, p99 = np.percentile(np.asarray(latencies) * 1e3, [50, 95, 99])
+    return f"p50 {p50:6.2f} ms  p95 {p95:6.2f} ms  p99 {p99:6.2f} ms"
+
+
+def per_call(service: Service, n: int = 100) -> None:
+    """Part 1: one recommendation of ``n`` movies per dataset user, timed."""
+    users = service.histories.user_ids
+    model = service.list_model
+    bare, full = [], []
+    for user in users:
+        history = service.history(int(user))
+        start = time.perf_counter()
+        service.top(history, n)
+        bare.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        service.recommend(int(user), n)
+        full.append(time.perf_counter() - start)
+    print(f"\n1. one item-based recommendation of {n} movies ({model.name}, "
+          f"{model.n_items:,} movies, {len(users)} users; Gorse publishes 4.35 ms)")
+    print(f"   fold-in + ranking    mean {np.mean(bare) * 1e3:6.2f} ms  {percentiles(bare)}")
+    print(f"   as the API does it   mean {np.mean(full) * 1e3:6.2f} ms  {percentiles(full)}  "
+          f"(+ store read, reasons, predicted ratings)")
+
+
+def free_port(host: str) -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def start_server(args, artifacts: Path, database: Path, port: int) -> subprocess.Popen:
+    import httpx2 as httpx
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "recommender.cli", "serve", "--dataset", args.dataset,
+         "--artifacts", str(artifacts), "--database", str(database), "--host", args.host,
+         "--port", str(port), "--workers", str(args.workers)], stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit("the server exited while starting")
+        try:
+            if httpx.get(f"http://{args.host}:{port}/health", timeout=5).status_code == 200:
+                return process
+        except httpx.TransportError:
+            time.sleep(0.3)
+    kill_all(process)
+    raise SystemExit("the server did not start within 300 s")
+
+
+def kill_all(process: subprocess.Popen) -> None:
+    """SIGKILL the server and its workers at once, as a crash would."""
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    process.wait()
+
+
+class Load:
+    """``clients`` keep-alive clients sending ``requests`` requests made by ``next_request``."""
+
+    def __init__(self, base: str, clients: int, requests: int, max_seconds: float,
+                 until_disconnected: bool = False):
+        self.base, self.clients, self.requests = base, clients, requests
+        self.until_disconnected = until_disconnected
+        self.max_seconds = max_seconds
+        self.latency: dict[str, list[float]] = {}
+        self.in_app: list[float] = []  # Server-Timing: the app's own time, without queueing
+        self.errors: dict[str, int] = {}
+        self.acknowledged: dict[tuple[int, int], float] = {}
+
+    async def run(self, next_request) -> float:
+        import httpx2 as httpx
+
+        left = iter(range(self.requests))
+        deadline = time.monotonic() + self.max_seconds
+
+        async def client(http) -> None:
+            for _ in left:
+                if time.monotonic() > deadline:
+                    return
+                kind, method, path, body = next_request()
+                start = time.perf_counter()
+                try:
+                    answer = await http.request(method, path, json=body)
+                    ok = answer.status_code < 400
+                except httpx.TransportError:
+                    ok = False
+                    if self.until_disconnected:
+                        return
+                elapsed = time.perf_counter() - start
+                if ok:
+                    self.latency.setdefault(kind, []).append(elapsed)
+                    timing = answer.headers.get("server-timing", "")
+                    if timing.startswith("app;dur="):
+                        self.in_app.append(float(timing[8:]) / 1e3)
+                    if kind == "write":
+                        for r in body["ratings"]:
+                            self.acknowledged[(int(path.split("/")[2]), r["movie_id"])] = \
+                                r["rating"]
+                else:
+                    self.errors[kind] = self.errors.get(kind, 0) + 1
+
+        limits = httpx.Limits(max_connections=self.clients, max_keepalive_connections=self.clients)
+        async with httpx.AsyncClient(base_url=self.base, limits=limits, timeout=30) as http:
+            start = time.perf_counter()
+            await asyncio.gather(*(client(http) for _ in range(self.clients)))
+            return time.perf_counter() - start
+
+    def report(self, title: str, seconds: float) -> None:
+        answered = sum(map(len, self.latency.values()))
+        errors = sum(self.errors.values())
+        print(f"\n{title}: {answered + errors:,} requests in {seconds:.1f} s = "
+              f"{(answered + errors) / seconds:,.0f} requests/s, {errors} errors")
+        every = [x for v in self.latency.values() for x in v]
+        if len(self.latency) > 1:
+            print(f"   {'all':<10} {percentiles(every)}")
+        for kind, values in sorted(self.latency.items()):
+            print(f"   {kind:<10} {percentiles(values)}  ({len(values):,})")
+        print(f"   {'in the app':<10} {percentiles(self.in_app)}  (Server-Timing: the rest of "
+              f"the latency is queueing, HTTP and the load generator)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", default="ml-latest-small")
+    parser.add_argument("--host", default="127.0.0.1", help="a loopback address")
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--workers", type=int, default=1, help="server processes")
+    parser.add_argument("--requests", type=int, default=4000, help="per phase")
+    parser.add_argument("--write-share", type=float, default=0.1)
+    parser.add_argument("--max-seconds", type=float, default=120, help="per phase")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    if not is_loopback(args.host):
+        raise SystemExit(f"--host {args.host}: this benchmark only loads loopback addresses")
+    if not (1 <= args.requests <= MAX_REQUESTS and 1 <= args.clients <= 256
+            and 0 <= args.write_share <= 1 and 0 < args.max_seconds <= 600):
+        raise SystemExit(f"bounds: 1-{MAX_REQUESTS} requests, 1-256 clients, "
+                         f"write share 0-1, 0-600 s per phase")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    rng = random.Random(args.seed)
+    print(f"machine: {os.cpu_count()} cpus, load average "
+          f"{', '.join(f'{x:.1f}' for x in os.getloadavg())} (shared: timings are inflated "
+          f"by other work)")
+
+    work = Path(tempfile.mkdtemp(prefix="serve-bench-"))
+    port = free_port(args.host)
+    try:
+        start = time.perf_counter()
+        service = Service.from_config(ServeConfig(dataset=args.dataset,
+                                                  artifacts=work / "artifacts",
+                                                  database=str(work / "inprocess.sqlite3")))
+        print(f"models ready in {time.perf_counter() - start:.1f} s "
+              f"({service.list_model.name}: {service.list_model.meta['fit_seconds']:.1f} s fit, "
+              f"{service.rating_model.name}: {service.rating_model.meta['fit_seconds']:.2f} s)")
+        per_call(service)
+        for model in (service.list_model, service.rating_model):
+            model.save(work / "artifacts" / model.name)  # the server loads instead of refitting
+        users = [int(u) for u in service.histories.user_ids]
+        movies = [int(m) for m in service.list_model.items.ids]
+        titles = service.catalogue.titles
+        del service
+
+        base = f"http://{args.host}:{port}"
+        database = work / "store.sqlite3"
+        server = start_server(args, work / "artifacts", database, port)
+        try:
+            import httpx2 as httpx
+
+            new_users = [httpx.post(f"{base}/users", json={}).json()["user_id"]
+                         for _ in range(args.clients)]
+
+            def recommend():
+                return "recommend", "GET", f"/recommend/{rng.choice(users)}?top_n=10", None
+
+            load = Load(base, args.clients, args.requests, args.max_seconds)
+            seconds = asyncio.run(load.run(recommend))
+            load.report(f"2a. GET /recommend?top_n=10, {args.clients} clients, "
+                        f"{args.workers} server worker(s)", seconds)
+
+            keys = itertools.count()  # every write rates a (user, movie) never rated before
+
+            def write():
+                k = next(keys)
+                user, movie = new_users[k % len(new_users)], movies[k // len(new_users)]
+                body = {"ratings": [{"movie_id": movie, "rating": rng.randrange(1, 11) / 2}]}
+                return "write", "PUT", f"/users/{user}/ratings", body
+
+            def mixed():
+                x = rng.random()
+                if x < args.write_share:
+                    return write()
+                x = (x - args.write_share) / max(1 - args.write_share, 1e-9)
+                if x < 0.6:
+                    user = rng.choice(new_users if rng.random() < 0.3 else users)
+                    return "recommend", "GET", f"/recommend/{user}?top_n=10", None
+                if x < 0.75:
+                    word = rng.choice(titles).split(" ")[0][:6]
+                    return "search", "GET", f"/movies?limit=8&search={word}", None
+                if x < 0.9:
+                    return "similar", "GET", f"/movies/{rng.choice(movies)}/similar", None
+                user, movie = rng.choice(users), rng.choice(movies)
+                return "predict", "GET", f"/predict/{user}/{movie}", None
+
+            load = Load(base, args.clients, args.requests, args.max_seconds)
+            seconds = asyncio.run(load.run(mixed))
+            load.report(f"2b. mixed, {args.write_share:.0%} writes, {args.clients} clients",
+                        seconds)
+            acknowledged = dict(load.acknowledged)
+
+            killer = Load(base, args.clients, args.requests, args.max_seconds,
+                          until_disconnected=True)
+
+            async def writes_then_kill() -> float:
+                task = asyncio.create_task(killer.run(write))
+                await asyncio.sleep(2.0)
+                kill_all(server)
+                return await task
+
+            asyncio.run(writes_then_kill())
+            print(f"\n2c. SIGKILL after 2 s of writes: {len(killer.acknowledged):,} acknowledged "
+                  f"in that phase")
+            acknowledged.update(killer.acknowledged)
+        finally:
+            kill_all(server)
+        server = start_server(args, work / "artifacts", database, port)
+        try:
+            stored = {}
+            for user in new_users:
+                for r in httpx.get(f"{base}/users/{user}/ratings").json()["ratings"]:
+                    stored[(user, r["movie_id"])] = r["rating"]
+            found = sum(stored.get(key) == rating for key, rating in acknowledged.items())
+            print(f"   after restart: {found:,} of {len(acknowledged):,} acknowledged ratings "
+                  f"found, {len(acknowledged) - found} lost")
+        finally:
+            kill_all(server)
+    finally:  # about 300 MB of saved models on ml-latest-small, in each folder
+        shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(worker_models(port), ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

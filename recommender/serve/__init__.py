@@ -1,0 +1,12 @@
+"""Serving: the models behind a REST API, a web page and a ratings database (seeds 001, 003).
+
+``recommender serve`` (or :func:`create_app`) loads saved models or fits the quick defaults,
+answers from memory, and keeps users and ratings added through the API in SQLite (default) or
+PostgreSQL. Needs the optional ``serve`` extra: ``pip install -e ".[serve]"``.
+"""
+
+from recommender.serve.app import create_app
+from recommender.serve.service import ServeConfig, Service
+from recommender.serve.store import RatingsStore
+
+__all__ = ["create_app", "ServeConfig", "Service", "RatingsStore"]

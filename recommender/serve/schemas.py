@@ -1,0 +1,125 @@
+"""Request and response bodies of the API (Pydantic), so the OpenAPI schema documents them."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["MAX_ID", "Id", "Rating", "RatingIn", "RatingsIn", "NewUser", "Movie",
+           "PopularMovie",
+           "Recommendation", "Recommendations", "Similar", "Prediction", "Health",
+           "UserRatings", "RatingOut", "Written", "SimilarMovie", "Error",
+           "MAX_RATINGS_PER_REQUEST"]
+
+MAX_ID = 2**31 - 1
+MAX_RATINGS_PER_REQUEST = 500
+Id = Annotated[int, Field(ge=1, le=MAX_ID)]
+Rating = Annotated[float, Field(ge=0.5, le=5.0, multiple_of=0.5, allow_inf_nan=False,
+                                description="0.5 to 5 stars in steps of 0.5")]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RatingIn(_Strict):
+    movie_id: Id
+    rating: Rating
+
+
+class RatingsIn(_Strict):
+    ratings: list[RatingIn] = Field(max_length=MAX_RATINGS_PER_REQUEST,
+                                    description="a movie listed twice keeps its last rating")
+
+    def as_dict(self) -> dict[int, float]:
+        return {r.movie_id: r.rating for r in self.ratings}
+
+
+class NewUser(RatingsIn):
+    name: str | None = Field(default=None, max_length=64, pattern=r"^[^\x00-\x1f]*$")
+    ratings: list[RatingIn] = Field(default_factory=list, max_length=MAX_RATINGS_PER_REQUEST)
+
+
+class Movie(BaseModel):
+    movie_id: int
+    title: str
+    year: int | None
+    genres: list[str]
+
+
+class PopularMovie(Movie):
+    ratings: int = Field(description="number of ratings in the dataset")
+    mean_rating: float
+
+
+class Recommendation(Movie):
+    score: float = Field(description="the list model's score (higher ranks first)")
+    predicted_rating: float = Field(description="the rating model's prediction, 0.5-5")
+    reason: str
+    because_movie_id: int | None = Field(description="the rated movie behind the reason")
+
+
+class Recommendations(BaseModel):
+    user: int
+    top_n: int
+    model: str
+    recommendations: list[str] = Field(description="titles, best first (seed 001's shape)")
+    items: list[Recommendation]
+
+
+class SimilarMovie(Movie):
+    score: float
+
+
+class Similar(BaseModel):
+    movie: Movie
+    model: str
+    similar: list[SimilarMovie]
+
+
+class Prediction(BaseModel):
+    user: int
+    movie: str = Field(description="the title matched")
+    movie_id: int
+    matched_by: str = Field(description="id, exact, case-insensitive or fuzzy")
+    predicted_rating: float
+    your_rating: float | None
+    model: str
+
+
+class RatingOut(BaseModel):
+    movie_id: int
+    title: str
+    rating: float
+    source: str = Field(description="dataset or api")
+
+
+class UserRatings(BaseModel):
+    user_id: int
+    count: int
+    ratings: list[RatingOut]
+
+
+class Written(BaseModel):
+    user_id: int
+    written: int = Field(description="ratings written (and on disk) by this request")
+
+
+class Health(BaseModel):
+    status: str
+    model_loaded: bool
+    dataset: str
+    total_movies: int
+    total_users: int
+    total_ratings: int
+    models: dict[str, dict]
+    store: dict[str, str | int]
+    genres: list[str]
+    dataset_user_ids: list[int] | None
+    writes_need_token: bool
+    versions: dict[str, str | int]
+
+
+class Error(BaseModel):
+    detail: str | list = Field(description="what was wrong, for people")

@@ -1,0 +1,85 @@
+"""Run the API with uvicorn: loopback by default, a write token for anything wider."""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import json
+import os
+import shutil
+import sys
+import tempfile
+
+from recommender.serve.service import ServeConfig, Service
+
+__all__ = ["serve", "is_loopback", "worker_models", "TOKEN_ENV_VAR", "CONFIG_ENV_VAR"]
+
+TOKEN_ENV_VAR = "RECOMMENDER_WRITE_TOKEN"
+CONFIG_ENV_VAR = "RECOMMENDER_SERVE_CONFIG"  # how worker processes learn what to serve
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` only accepts connections from this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def worker_models(port: int) -> str:
+    """Where a multi-worker server on ``port`` keeps the models its workers load: one folder
+    per port, replaced at each start, so a server killed before its clean-up leaves at most
+    one behind (and whoever killed it can remove it)."""
+    return os.path.join(tempfile.gettempdir(), f"recommender-serve-{port}-models")
+
+
+def serve(config: ServeConfig, host: str = "127.0.0.1", port: int = 8000,
+          write_token: str | None = None, workers: int = 1) -> None:
+    """Load (or fit) the models, then serve the API and the page until interrupted.
+
+    With ``workers > 1``, the models are fitted once here, saved to a temporary artifacts
+    folder, and each uvicorn worker process loads them (one copy of EASE's item-item matrix
+    per worker); the workers share the store.
+
+    Raises:
+        ValueError: ``host`` is not a loopback address and no write token was given (on the
+            command line or in ``RECOMMENDER_WRITE_TOKEN``).
+    """
+    token = write_token or os.environ.get(TOKEN_ENV_VAR) or None
+    if not is_loopback(host) and not token:
+        raise ValueError(f"refusing to listen on {host}: beyond loopback, writes need a token "
+                         f"(--write-token or {TOKEN_ENV_VAR}); or use --host 127.0.0.1")
+    if not 0 < port < 65536:
+        raise ValueError(f"--port {port}: expected 1-65535")
+    if not 1 <= workers <= 64:
+        raise ValueError(f"--workers {workers}: expected 1-64")
+    import uvicorn
+
+    from recommender.serve.app import create_app
+
+    service = Service.from_config(config)
+    shown = f"[{host}]" if ":" in host else host
+    print(f"serving {service.dataset} ({service.list_model.name} lists, "
+          f"{service.rating_model.name} ratings; store {service.store.label}; {workers} "
+          f"worker{'s' if workers > 1 else ''}) on http://{shown}:{port}/  (API docs at /docs; "
+          f"Ctrl-C stops)", file=sys.stderr, flush=True)
+    if workers == 1:
+        uvicorn.run(create_app(service=service, write_token=token), host=host, port=port,
+                    log_level="warning", access_log=False)
+        return
+    folder = worker_models(port)
+    try:
+        for model in (service.list_model, service.rating_model):
+            model.save(os.path.join(folder, model.name))
+        service.store.close()
+        del service
+        shared = dataclasses.replace(config, artifacts=folder, progress=False)
+        os.environ[CONFIG_ENV_VAR] = json.dumps(dataclasses.asdict(shared), default=str)
+        if token:
+            os.environ[TOKEN_ENV_VAR] = token
+        uvicorn.run("recommender.serve.app:from_environment", factory=True, workers=workers,
+                    host=host, port=port, log_level="warning", access_log=False)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
