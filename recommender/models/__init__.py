@@ -22,6 +22,7 @@ MODELS: dict[str, str] = {
     "regression-hybrid": "recommender.models.factorization:HybridRegression",
     "classification": "recommender.models.factorization:Classification",
     "softmax": "recommender.models.softmax:Softmax",
+    "multitask": "recommender.models.multitask:MultiTask",
 }
 
 
