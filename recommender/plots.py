@@ -13,7 +13,8 @@ import seaborn as sns
 
 __all__ = ["rating_distribution", "popularity_long_tail", "user_activity", "genres_over_time",
            "sparsity_pattern", "training_curves", "error_by_bucket", "predicted_vs_actual",
-           "embedding_2d", "calibration", "roc_curve", "metrics_with_ci", "metric_at_k"]
+           "embedding_2d", "calibration", "roc_curve", "metrics_with_ci", "metric_at_k",
+           "per_epoch"]
 
 sns.set_theme(style="whitegrid", context="notebook")
 
@@ -174,4 +175,15 @@ def metric_at_k(curves: pd.DataFrame, metric: str):
     fig, ax = plt.subplots(figsize=(7, 4))
     sns.lineplot(data=curves, x="k", y=metric, hue="model", ax=ax)
     ax.set(title=f"{metric} against K")
+    return fig
+
+
+def per_epoch(trace: pd.DataFrame, metrics: list[str]):
+    """One panel per metric against the epoch, a line per ``run`` (columns ``run``, ``epoch``
+    and the metrics)."""
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 3.5), squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
+        sns.lineplot(data=trace, x="epoch", y=metric, hue="run", marker="o", ax=ax)
+        ax.set(title=f"{metric} per epoch")
+    fig.tight_layout()
     return fig
