@@ -17,10 +17,10 @@ The loss is ``rating_weight * MSE + retrieval_weight * softmax cross-entropy`` p
 ``Retrieval`` task does while its ``Ranking`` MSE is averaged: the seed's effective weighting),
 plus ``l2 / n`` times the squared norm of every table and kernel; a zero weight does not
 compute its task at all (so its gradients are exactly zero), and with ``rating_weight=0``
-the ranking head and biases are left out of training (its predictions are then meaningless). Training goes through
-:func:`recommender.training.fit_loop`, early-stopped on a per-user validation slice of train
-(``monitor``: validation RMSE, ``-NDCG@10``, or ``both``: their difference), then refitted on
-all of train for the best number of epochs.
+the ranking head and biases are left out of training (its predictions are then meaningless).
+Training goes through :func:`recommender.training.fit_loop`, early-stopped on a per-user
+validation slice of train (``monitor``: validation RMSE, ``-NDCG@10``, or ``both``: their
+difference), then refitted on all of train for the best number of epochs.
 
 Answers: :meth:`predict` uses the ranking head. :meth:`score` (what ``recommend`` and the
 evaluation rank) is two-stage with ``rerank`` > 0: the retrieval tower picks each user's
@@ -185,18 +185,22 @@ class MultiTask(Recommender):
     test never seen; ``refit=False``; NDCG@10 of the retrieval tower alone unless noted; on
     this slice popularity reaches 0.078 and EASE 0.150):
 
-    ==============================================  ==========  =======
-    setting                                         val RMSE    NDCG@10
-    ==============================================  ==========  =======
-    temperature 0.1, l2 1, no logQ                  0.8707      0.032
-    + logQ                                          0.8730      0.107
-    + l2 10 / 50 / 80 / 150 / 400                   0.8625 / 0.8562 / 0.8586 / 0.8619 / 0.8783
-                                                                0.125 / 0.141 / 0.124 / 0.094 / 0.064
-    l2 50, temperature 0.05 / 0.2                   0.8565 / 0.8581  0.131 / 0.105
-    l2 50, dim 128                                  0.8525      0.142
-    l2 50, genre + year features (the defaults)     0.8380      0.145
-    l2 50, genre + year + title words               0.8416      0.144
-    ==============================================  ==========  =======
+    =========================================  ========  =======
+    setting                                    val RMSE  NDCG@10
+    =========================================  ========  =======
+    temperature 0.1, l2 1, no logQ             0.8707    0.032
+    + logQ                                     0.8730    0.107
+    + logQ, l2 10                              0.8625    0.125
+    + logQ, l2 50                              0.8562    0.141
+    + logQ, l2 80                              0.8586    0.124
+    + logQ, l2 150                             0.8619    0.094
+    + logQ, l2 400                             0.8783    0.064
+    l2 50, temperature 0.05                    0.8565    0.131
+    l2 50, temperature 0.2                     0.8581    0.105
+    l2 50, dim 128                             0.8525    0.142
+    l2 50, genre + year features (defaults)    0.8380    0.145
+    l2 50, genre + year + title words          0.8416    0.144
+    =========================================  ========  =======
 
     Without logQ the in-batch softmax ranks below popularity: popular movies are the
     batches' most frequent negatives, so it learns a popularity-debiased score. Two-stage,
@@ -212,7 +216,8 @@ class MultiTask(Recommender):
     predicts_ratings = True
     defaults: dict[str, Any] = {
         "preset": "", "dim": 64, "features": "genres", "biases": True, "rating_weight": 1.0,
-        "retrieval_weight": 1.0, "retrieval_sum": False, "temperature": 0.1, "logq": True, "l2": 50.0,
+        "retrieval_weight": 1.0, "retrieval_sum": False, "temperature": 0.1, "logq": True,
+        "l2": 50.0,
         "optimizer": "adam", "learning_rate": 3e-3, "epochs": 40, "batch_size": 1000,
         "patience": 3, "validation": 0.1, "refit": True, "monitor": "both", "rerank": 50,
         "rerank_mix": 0.5, "jit_compile": False, "progress": False,

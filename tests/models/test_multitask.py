@@ -13,17 +13,15 @@ from recommender.models import load_model, make_model
 from recommender.models.multitask import MultiTask, _Towers, in_batch_softmax_loss, top_k_accuracy
 from recommender.preprocessing import IdEncoder
 from recommender.splits import per_user_split
-from recommender.synthetic import make_synthetic
 
 FAST = {"epochs": 8, "batch_size": 500, "learning_rate": 0.01, "dim": 16, "l2": 5.0,
         "features": "none", "patience": 2, "refit": False}
 
 
 @pytest.fixture(scope="module")
-def split():
-    data = make_synthetic(n_users=300, n_movies=400, n_ratings=15_000, rank=4, n_genres=8,
-                          noise=0.3, seed=0)
-    return data, *per_user_split(data.ratings, 0.2, seed=0)
+def split(_synthetic_session):
+    """The shared 15,000-rating synthetic set (read only), split per user."""
+    return _synthetic_session, *per_user_split(_synthetic_session.ratings, 0.2, seed=0)
 
 
 @pytest.fixture(scope="module")
