@@ -367,6 +367,8 @@ class MultiTask(Recommender):
         u, i = held["userId"].to_numpy(), held["movieId"].to_numpy()
         out = {"val_rmse": metrics.rmse(held["rating"], self._predict(u, i))}
         liked = held[held["rating"] >= _RELEVANT]
+        if liked.empty:  # nothing to rank for: the slice can only judge ratings
+            return {**out, "val_ndcg": 0.0}
         users, rows = np.unique(liked["userId"].to_numpy(), return_inverse=True)
         relevant = sp.csr_matrix((np.ones(len(liked)), (rows, liked["movieId"])),
                                  shape=(len(users), len(self.items)))
