@@ -14,7 +14,8 @@ import seaborn as sns
 __all__ = ["rating_distribution", "popularity_long_tail", "user_activity", "genres_over_time",
            "sparsity_pattern", "training_curves", "error_by_bucket", "predicted_vs_actual",
            "embedding_2d", "calibration", "roc_curve", "metrics_with_ci", "metric_at_k",
-           "weighted_chart", "genre_charts", "cold_start_items", "cold_start_users"]
+           "weighted_chart", "genre_charts", "cold_start_items", "cold_start_users",
+           "per_epoch"]
 
 sns.set_theme(style="whitegrid", context="notebook")
 
@@ -245,5 +246,12 @@ def cold_start_users(table: pd.DataFrame):
         ax.set(xlabel="ratings revealed per new user", title=f"New users: {metric}")
         ax.set_xticks(sorted(rows["revealed"].unique()))
     axes[1].legend(loc="center left", bbox_to_anchor=(1, 0.5), fontsize=8)
+def per_epoch(trace: pd.DataFrame, metrics: list[str]):
+    """One panel per metric against the epoch, a line per ``run`` (columns ``run``, ``epoch``
+    and the metrics)."""
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 3.5), squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
+        sns.lineplot(data=trace, x="epoch", y=metric, hue="run", marker="o", ax=ax)
+        ax.set(title=f"{metric} per epoch")
     fig.tight_layout()
     return fig

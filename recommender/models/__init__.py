@@ -26,6 +26,7 @@ MODELS: dict[str, str] = {
     "content": "recommender.models.content:Content",
     "feature-embedding": "recommender.models.feature_embedding:FeatureEmbedding",
     "tag-text": "recommender.models.tag_text:TagText",
+    "multitask": "recommender.models.multitask:MultiTask",
 }
 
 
