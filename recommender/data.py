@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from recommender.config import data_dir
+from recommender.errors import DataError
 
 __all__ = [
     "DataError",
@@ -34,10 +35,6 @@ RATING_COLUMNS = ("userId", "movieId", "rating", "timestamp")
 REQUIRED_RATING_COLUMNS = ("userId", "movieId", "rating")
 RATING_SCALE = (0.5, 5.0)
 _YEAR = re.compile(r"\((\d{4})(?:[-–]\d{0,4})?\)\s*$")
-
-
-class DataError(ValueError):
-    """Input data that cannot be used, with where the problem is and what to do about it."""
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ import numpy as np
 import scipy.sparse as sp
 
 __all__ = [
+    "RELEVANT_RATING",
     "rmse",
     "mae",
     "top_k",
@@ -28,6 +29,10 @@ __all__ = [
 ]
 
 ScoreFn = Callable[[np.ndarray], np.ndarray]
+
+# A test movie is relevant (liked) when rated at least this: the benchmark protocol's
+# definition, also the classifier's default "like" and the softmax's validation target.
+RELEVANT_RATING = 4.0
 _BATCH_CELLS = 2**23  # scores held at once: 8M float32 = 32 MB
 
 

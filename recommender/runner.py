@@ -15,13 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from recommender.config import NOTEBOOKS_DIR, REPORTS_DIR
+from recommender.errors import NotebookFailed, UsageError
 from recommender.reports import read_metrics, write_index
 
 __all__ = ["NotebookFailed", "RunResult", "notebook_paths", "run_notebooks"]
-
-
-class NotebookFailed(RuntimeError):
-    """A notebook raised; the message names the notebook and the cell."""
 
 
 @dataclass
@@ -37,7 +34,7 @@ def notebook_paths(folder: Path = NOTEBOOKS_DIR, only: list[str] | None = None) 
     if only:
         paths = [p for p in paths if any(p.name.startswith(o) for o in only)]
         if not paths:
-            raise FileNotFoundError(f"no notebook in {folder} matches {', '.join(only)}")
+            raise UsageError(f"no notebook in {folder.name}/ matches {', '.join(only)}")
     return paths
 
 

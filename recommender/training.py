@@ -24,13 +24,11 @@ import pandas as pd
 import tensorflow as tf
 import keras
 
+from recommender.errors import TrainingError
+
 __all__ = ["TrainingError", "TrainConfig", "History", "strategy", "set_seed", "fit_loop"]
 
 LossFn = Callable[[dict], tuple[tf.Tensor, tf.Tensor]]
-
-
-class TrainingError(RuntimeError):
-    """Training cannot go on (the loss became NaN or infinite)."""
 
 
 @dataclass
