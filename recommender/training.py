@@ -132,7 +132,7 @@ def fit_loop(module: tf.Module, loss_fn: LossFn, data: dict[str, np.ndarray],
     Raises:
         TrainingError: the loss became NaN or infinite.
     """
-    from tqdm.auto import tqdm
+    from recommender.progress import progress_bar
 
     set_seed(config.seed)
     rng = np.random.default_rng(config.seed)
@@ -165,8 +165,8 @@ def fit_loop(module: tf.Module, loss_fn: LossFn, data: dict[str, np.ndarray],
     best_weights = None
     waited = 0
     start = time.perf_counter()
-    bar = tqdm(range(1, config.epochs + 1), desc=description, disable=not config.progress,
-               leave=False)
+    bar = progress_bar(range(1, config.epochs + 1), config.progress, desc=description,
+                       leave=False)
     for epoch in bar:
         epoch_start = time.perf_counter()
         order = rng.permutation(n)

@@ -49,7 +49,8 @@ from recommender.splits import validation_split
 from recommender.training import History, TrainConfig, fit_loop, set_seed, strategy
 
 __all__ = ["Regression", "HybridRegression", "Classification", "classification_report",
-           "calibration", "error_buckets", "item_embedding_2d", "dense_vs_sparse"]
+           "calibration", "error_buckets", "item_embedding_2d", "dense_vs_sparse",
+           "positive_weight"]
 
 _PAIR_CELLS = 2**18  # user x movie pairs scored at once when an MLP head is present
 
@@ -422,6 +423,13 @@ class Classification(_Factorization):
         u = self.users.encode(np.asarray(users), unknown="missing")
         i = self.items.encode(np.asarray(movies), unknown="missing")
         return (1.0 / (1.0 + np.exp(-self._output(u, i)))).astype(np.float32)
+
+
+def positive_weight(liked) -> float:
+    """The weight of a like in the balanced loss: dislikes / likes, so both classes weigh the
+    same (``liked``: booleans or 0/1 labels of the training pairs)."""
+    liked = np.asarray(liked, dtype=bool)
+    return float((~liked).sum() / liked.sum())
 
 
 def _labels_and_probabilities(model: Classification,
