@@ -116,20 +116,24 @@ def _execute(path: Path, executed: Path, cwd: Path, params: dict, sockets: Path)
 
 
 @contextlib.contextmanager
-def _stop_on_sigterm():
-    """SIGTERM stops the run like Ctrl-C does: the staging folder is removed on the way out."""
+def _stop_on_signals():
+    """Ctrl-C (SIGINT) and SIGTERM stop the run: the staging folder is removed on the way out.
+
+    Both are set explicitly, so that a SIGINT the run inherited as ignored (a job started in
+    the background by a shell) still stops it."""
     def interrupt(signum, frame):
         raise KeyboardInterrupt(f"signal {signum}")
 
     try:
-        previous = signal.signal(signal.SIGTERM, interrupt)
+        previous = {s: signal.signal(s, interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
     except ValueError:  # not the main thread: leave signals alone
         yield
         return
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def _remove_abandoned_staging(reports_dir: Path) -> None:
@@ -205,7 +209,7 @@ def run_notebooks(dataset: str = "ml-latest-small", data_dir: str | None = None,
     done: list[dict] = []
     start = time.perf_counter()
     try:
-        with _stop_on_sigterm():
+        with _stop_on_signals():
             for path in paths:
                 executed = staged / path.name
                 t0 = time.perf_counter()

@@ -175,3 +175,14 @@ def test_a_missing_release_is_fetched_and_offline_says_what_to_do(tmp_path, monk
     assert len(message.splitlines()) == 1 and "could not download" in message
     assert f"unzip it into {tmp_path / 'empty' / 'ml-latest-small'}" in message
     assert not reports.exists() or not list(reports.iterdir())
+
+
+def test_a_run_prints_no_kernel_warning_and_no_start_up_log(tmp_path, capfd):
+    notebooks = tmp_path / "notebooks"
+    notebooks.mkdir()
+    _write_notebook(notebooks / "01_tf.ipynb", "import recommender, tensorflow as tf\nx = tf.ones(2)")
+    run_notebooks(reports_dir=tmp_path / "reports", notebooks_dir=notebooks, progress=False)
+    err = capfd.readouterr().err
+    assert not [noise for noise in NOISE if noise in err], err
+    page = (tmp_path / "reports" / "01_tf.html").read_text()
+    assert not [noise for noise in NOISE if noise in page]
