@@ -71,6 +71,10 @@ def _kernel_manager_class(sockets: Path, started: list):
 
         async def start_kernel(self, **kwargs):
             kwargs["env"] = {**os.environ, **kwargs.get("env", {}), **KERNEL_ENV}
+            # The kernel's own log says only that shutdown interrupted it ("KeyboardInterrupt
+            # caught in kernel"); cell errors reach the notebook and the run's message.
+            kwargs["extra_arguments"] = [*kwargs.get("extra_arguments", []),
+                                         "--IPKernelApp.log_level=CRITICAL"]
             started.append(self)
             return await super().start_kernel(**kwargs)
 

@@ -99,14 +99,16 @@ def test_failing_notebook_names_notebook_and_cell_and_keeps_last_reports(tmp_pat
     notebooks, reports = tmp_path / "notebooks", tmp_path / "reports"
     notebooks.mkdir()
     _write_notebook(notebooks / "01_ok.ipynb", "x = 1")
-    run_notebooks(reports_dir=reports, notebooks_dir=notebooks, progress=False)
+    run_notebooks(dataset="synthetic", reports_dir=reports, notebooks_dir=notebooks,
+                  progress=False)
     before = {p: p.read_bytes() for p in reports.rglob("*") if p.is_file()}
     assert reports / "index.html" in before and reports / "01_ok.html" in before
 
     _write_notebook(notebooks / "02_fail.ipynb", "y = 2", "raise ValueError('boom')")
     message = r"notebook 02_fail\.ipynb failed in cell \d+: ValueError: boom"
     with pytest.raises(NotebookFailed, match=message):
-        run_notebooks(reports_dir=reports, notebooks_dir=notebooks, progress=False)
+        run_notebooks(dataset="synthetic", reports_dir=reports, notebooks_dir=notebooks,
+                      progress=False)
     after = {p: p.read_bytes() for p in reports.rglob("*")
              if p.is_file() and "failed" not in p.relative_to(reports).parts}
     assert after == before
@@ -136,7 +138,8 @@ def test_a_signal_stops_the_run_and_its_kernel_within_seconds(tmp_path, signum):
     notebooks, reports, pid_file = tmp_path / "notebooks", tmp_path / "reports", tmp_path / "pid"
     _sleeping_notebooks(notebooks)
     code = ("import sys; from recommender.runner import run_notebooks; "
-            f"run_notebooks(reports_dir={str(reports)!r}, notebooks_dir={str(notebooks)!r}, "
+            f"run_notebooks(dataset='synthetic', reports_dir={str(reports)!r}, "
+            f"notebooks_dir={str(notebooks)!r}, "
             "progress=False)")
     runner = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True,
                               env={**os.environ, "PID_FILE": str(pid_file)})
@@ -181,8 +184,9 @@ def test_a_run_prints_no_kernel_warning_and_no_start_up_log(tmp_path, capfd):
     notebooks = tmp_path / "notebooks"
     notebooks.mkdir()
     _write_notebook(notebooks / "01_tf.ipynb", "import recommender, tensorflow as tf\nx = tf.ones(2)")
-    run_notebooks(reports_dir=tmp_path / "reports", notebooks_dir=notebooks, progress=False)
+    run_notebooks(dataset="synthetic", reports_dir=tmp_path / "reports",
+                  notebooks_dir=notebooks, progress=False)
     err = capfd.readouterr().err
-    assert not [noise for noise in NOISE if noise in err], err
+    assert not [noise for noise in (*NOISE, "KeyboardInterrupt caught") if noise in err], err
     page = (tmp_path / "reports" / "01_tf.html").read_text()
     assert not [noise for noise in NOISE if noise in page]
