@@ -117,14 +117,13 @@ def cmd_describe(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from recommender.config import shown
     from recommender.runner import run_notebooks
 
     result = run_notebooks(dataset=args.dataset, data_dir=args.data_dir,
                            split_dir=args.split_dir, quick=args.quick, seed=args.seed,
                            only=args.only)
-    index = result.reports_dir / "index.html"
-    with contextlib.suppress(ValueError):  # shown relative to where the command was run
-        index = index.relative_to(Path.cwd())
+    index = shown(result.reports_dir / "index.html")
     print(f"{len(result.notebooks)} notebooks in {result.seconds:.0f} s; open {index}")
     return 0
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from recommender.config import data_dir
+from recommender.config import data_dir, shown
 from recommender.errors import DataError
 
 __all__ = [
@@ -164,7 +164,7 @@ def _resolve(name_or_path: str | Path, root: str | Path | None) -> tuple[str, Pa
             return name, path
     hint = (f"run `recommender data fetch {name}`" if name in RELEASES
             else f"known releases: {', '.join(RELEASES)}")
-    raise DataError(f"{name}: no such folder or zip, and not found in {base} ({hint}; "
+    raise DataError(f"{name}: no such folder or zip, and not found in {shown(base)} ({hint}; "
                     f"or point --data-dir / RECOMMENDER_DATA at the folder that holds it)")
 
 

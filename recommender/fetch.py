@@ -18,6 +18,7 @@ import zipfile
 from pathlib import Path, PurePosixPath
 
 from recommender.config import data_dir as resolve_data_dir
+from recommender.config import shown
 from recommender.data import RELEASES, DataError
 
 __all__ = ["fetch", "ensure_release"]
@@ -92,8 +93,8 @@ def ensure_release(name: str, data_dir: str | Path | None = None, **kwargs) -> P
 def _unreachable(source: str, target: Path, exc: Exception) -> DataError:
     reason = getattr(exc, "reason", None) or exc
     return DataError(f"could not download {source} ({reason}); if this machine is offline, "
-                     f"download it elsewhere and unzip it into {target} (or put the zip at "
-                     f"{target}.zip)")
+                     f"download it elsewhere and unzip it into {shown(target)} (or put the zip "
+                     f"at {shown(target)}.zip)")
 
 
 def _download(source: str, dest: Path, target: Path, progress: bool, timeout: float) -> str:
