@@ -10,7 +10,7 @@ ifneq ($(wildcard $(SHARED_DATA)/ml-latest-small),)
 export RECOMMENDER_DATA ?= $(SHARED_DATA)
 endif
 
-.PHONY: install run test bench serve clean
+.PHONY: install run lab test bench serve clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,8 +20,12 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-run: $(STAMP)  ## every notebook end to end on ml-latest-small, reports written to reports/
+run: $(STAMP)  ## every notebook end to end on ml-latest-small (fetched if missing), reports in reports/
 	$(BIN)/recommender run --dataset ml-latest-small
+
+lab: $(STAMP)  ## JupyterLab on notebooks/, the project's environment as its kernel, data as for make run
+	-$(BIN)/recommender data fetch ml-latest-small
+	$(BIN)/jupyter lab --notebook-dir=notebooks --KernelManager.transport=ipc
 
 test: $(STAMP)  ## the whole test suite
 	$(BIN)/python -m pytest -q

@@ -1,8 +1,8 @@
 """Movie-recommendation analysis toolkit: MovieLens data, models, metrics, reports."""
 
-import os
+from recommender import quiet
 
-# TensorFlow's C++ start-up chatter drowns notebooks and CLI output; real errors still show.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# TensorFlow is imported only where a model needs it, and then without its start-up log.
+quiet.install()
 
 __version__ = "0.1.0"

@@ -2,8 +2,10 @@
 
 An artifact is a folder holding ``model.json`` (model name, format version, hyperparameters,
 free-form metadata) and ``arrays.npz`` (every learned array, TensorFlow weights included, as
-plain numpy arrays read back with ``allow_pickle=False``). It is written to a temporary
-sibling folder and renamed into place, so a crash never leaves half an artifact.
+plain numpy arrays read back with ``allow_pickle=False``; object arrays are refused). It is
+written to a temporary sibling folder and swapped in by renames (the old artifact is moved
+aside, the new one moved in, then the old one deleted), so a crash at any moment leaves a
+complete artifact at ``path``, old or new, never half of one and never none.
 """
 
 from __future__ import annotations
@@ -23,22 +25,45 @@ FORMAT_VERSION = 1
 
 def write_artifact(path: str | os.PathLike, model: str, params: dict,
                    arrays: dict[str, np.ndarray], meta: dict | None = None) -> Path:
-    """Write an artifact folder atomically; an existing artifact at ``path`` is replaced."""
+    """Write an artifact folder atomically; an existing artifact at ``path`` is replaced.
+
+    Raises:
+        ValueError: an array holds Python objects (it could only be read back with pickle).
+    """
     path = Path(path)
+    arrays = {k: np.asarray(v) for k, v in arrays.items()}
+    objects = sorted(k for k, v in arrays.items() if v.dtype.hasobject)
+    if objects:
+        raise ValueError(f"cannot save object arrays ({', '.join(objects)}): an artifact holds "
+                         "numbers and strings only, read back without pickle")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.new-", dir=path.parent))
     try:
         doc = {"model": model, "format_version": FORMAT_VERSION, "params": params,
                "meta": meta or {}}
         (tmp / "model.json").write_text(json.dumps(doc, indent=2, sort_keys=True))
-        np.savez(tmp / "arrays.npz", **{k: np.asarray(v) for k, v in arrays.items()})
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
+        np.savez(tmp / "arrays.npz", **arrays)
+        _swap_in(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return path
+
+
+def _swap_in(new: Path, path: Path) -> None:
+    """Move the folder ``new`` to ``path``; an old ``path`` is renamed away first and deleted
+    only once the new one is in place (put back if the second rename fails)."""
+    if not path.exists():
+        os.replace(new, path)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old-", dir=path.parent))
+    os.replace(path, old)  # renaming a folder onto an empty folder is atomic on POSIX
+    try:
+        os.replace(new, path)
+    except BaseException:
+        os.replace(old, path)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def read_artifact(path: str | os.PathLike) -> tuple[str, dict, dict[str, np.ndarray], dict]:

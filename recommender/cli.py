@@ -1,37 +1,57 @@
 """The ``recommender`` command: evaluate models, fetch and describe data, run the notebooks.
 
-Bad input exits with status 2 and one line saying what was wrong; no traceback wall.
+Bad input exits with status 2 and one line saying what was wrong, a failed run with status 1
+and one line; only a bug shows a traceback. TensorFlow is imported only by the models that
+use it, and quietly (see :mod:`recommender.quiet`).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+
+from recommender.errors import RecommenderError, UsageError
 
 __all__ = ["main"]
 
 TOPN_KEYS = ("precision@10", "recall@10", "ndcg@10", "map@10", "hr@10", "coverage@10")
 
 
-class UsageError(Exception):
-    """A mistake in the command line or its inputs, reported as one line."""
-
-
-def _parse_params(pairs: list[str]) -> dict:
-    """``key=value`` pairs; values parsed as JSON when they are (numbers, lists, booleans)."""
+def _split_params(pairs: list[str] | None) -> dict[str, str]:
+    """``key=value`` pairs as text; the model converts them (``Recommender.parse_params``)."""
     params = {}
     for pair in pairs or []:
         key, sep, value = pair.partition("=")
-        if not sep:
+        if not sep or not key:
             raise UsageError(f"--param {pair!r}: expected key=value")
-        try:
-            params[key] = json.loads(value)
-        except json.JSONDecodeError:
-            params[key] = value
+        params[key.strip()] = value
     return params
+
+
+def _positive_int(text: str) -> int:
+    """argparse type: a whole number >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 1")
+    return value
+
+
+@contextlib.contextmanager
+def _writing(path: str, what: str) -> Iterator[None]:
+    """Turn a file-system error while writing ``what`` to ``path`` into one line."""
+    try:
+        yield
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise UsageError(f"cannot write {what} to {path}: {reason}") from None
 
 
 def _format_table(rows: dict) -> str:
@@ -49,7 +69,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from recommender.models import model_class
     from recommender.reports import atomic_write_text
 
-    model_class(args.model)  # fail on an unknown name before reading any data
+    # Unknown names and bad parameters fail before any data is read or model trained.
+    params = model_class(args.model).parse_params(_split_params(args.param))
     train, test = read_ratings(args.train), read_ratings(args.test)
     movies = tags = None
     if args.movies:
@@ -57,23 +78,24 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         data = load_movielens(source.parent if source.is_file() else source)
         movies, tags = data.movies, data.tags
     model, result = fit_and_evaluate(args.model, train, test, movies=movies, tags=tags,
-                                     seed=args.seed, k=args.k, **_parse_params(args.param))
+                                     seed=args.seed, k=args.k, **params)
     out = {"model": args.model, **result.metrics}
     print(_format_table(out))
     if args.json:
-        atomic_write_text(Path(args.json), json.dumps(out, indent=2))
+        with _writing(args.json, "the metrics"):
+            atomic_write_text(Path(args.json), json.dumps(out, indent=2))
     if args.save_model:
-        model.save(args.save_model)
+        with _writing(args.save_model, "the model"):
+            model.save(args.save_model)
     return 0
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from recommender.models import MODELS, model_class
+    from recommender.models import MODELS, model_summary
 
     for name in MODELS:
-        cls = model_class(name)
-        kind = "ratings + top-N" if cls.predicts_ratings else "top-N"
-        doc = (cls.__doc__ or "").strip().splitlines()[0]
+        doc, predicts_ratings = model_summary(name)
+        kind = "ratings + top-N" if predicts_ratings else "top-N"
         print(f"{name:<16} {kind:<16} {doc}")
     return 0
 
@@ -95,13 +117,14 @@ def cmd_describe(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from recommender.config import shown
     from recommender.runner import run_notebooks
 
     result = run_notebooks(dataset=args.dataset, data_dir=args.data_dir,
                            split_dir=args.split_dir, quick=args.quick, seed=args.seed,
                            only=args.only)
-    print(f"{len(result.notebooks)} notebooks in {result.seconds:.0f} s; "
-          f"open {result.reports_dir / 'index.html'}")
+    index = shown(result.reports_dir / "index.html")
+    print(f"{len(result.notebooks)} notebooks in {result.seconds:.0f} s; open {index}")
     return 0
 
 
@@ -131,9 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--test", required=True, help="ratings CSV with the same columns")
     ev.add_argument("--movies", help="movies.csv (or a release folder) for content features")
     ev.add_argument("--seed", type=int, default=0)
-    ev.add_argument("--k", type=int, default=10, help="list length for top-N metrics")
+    ev.add_argument("--k", type=_positive_int, default=10, help="list length for top-N metrics")
     ev.add_argument("--param", action="append", metavar="KEY=VALUE",
-                    help="override a model hyperparameter (repeatable)")
+                    help="override a model hyperparameter (repeatable; typed like its default)")
     ev.add_argument("--json", help="also write the metrics to this JSON file")
     ev.add_argument("--save-model", help="save the trained model to this artifact folder")
     ev.set_defaults(func=cmd_evaluate)
@@ -183,19 +206,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``recommender`` command; returns the exit status."""
-    from recommender.data import DataError
-
     args = build_parser().parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter
     try:
-        return args.func(args)
-    except (UsageError, DataError, KeyError, FileNotFoundError, TypeError, ValueError) as exc:
-        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f"recommender: error: {message}", file=sys.stderr)
-        return 2
-    except RuntimeError as exc:  # NotebookFailed, TrainingError
+        status = args.func(args)
+        sys.stdout.flush()  # a closed pipe (`recommender models | head`) surfaces here
+        return status
+    except RecommenderError as exc:
         print(f"recommender: error: {exc}", file=sys.stderr)
-        return 1
+        return 2 if isinstance(exc, (ValueError, KeyError)) else 1
+    except KeyboardInterrupt:
+        print("recommender: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # The reader went away: stop quietly, and keep Python's exit-time flush quiet too.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":

@@ -18,16 +18,15 @@ from scipy import stats
 from recommender.evaluation import Evaluation, fit_and_evaluate, relevance_matrix
 from recommender.metrics import ranking_metrics, top_k
 from recommender.models import MODELS, Recommender, model_class
+from recommender.preprocessing import user_activity
 
 __all__ = ["Comparison", "compare", "bootstrap_ci", "paired_p_value", "precision_recall_at_k",
-           "rmse_by_activity", "BASELINES", "QUICK_PARAMS"]
+           "rmse_by_activity", "BASELINES", "QUICK_PARAMS", "quick_params"]
 
 BASELINES = ("global-mean", "baseline", "popularity", "ease")
 # Quick mode: few epochs and no refit, for the models whose ``defaults`` have the key.
 QUICK_PARAMS: dict[str, Any] = {"epochs": 2, "refit": False}
 TOP_N = ("precision", "recall", "ndcg", "map", "hr")
-ACTIVITY_BINS = (-1, 0, 20, 50, 100, 200, 500, np.inf)
-ACTIVITY_LABELS = ("0", "1-20", "21-50", "51-100", "101-200", "201-500", ">500")
 _BOOTSTRAP_CELLS = 2**22  # resampled values held at once (32 MB of float64)
 
 
@@ -144,9 +143,7 @@ def rmse_by_activity(predictions: pd.DataFrame, train: pd.DataFrame) -> pd.DataF
     Returns:
         ``[model,] activity, ratings, rmse`` for every non-empty bucket.
     """
-    activity = train["userId"].value_counts()
-    bucket = pd.cut(predictions["userId"].map(activity).fillna(0), ACTIVITY_BINS,
-                    labels=ACTIVITY_LABELS)
+    bucket = user_activity(predictions["userId"], train)
     frame = predictions.assign(activity=bucket, squared=_squared_error(predictions))
     keys = ["model", "activity"] if "model" in frame else ["activity"]
     out = frame.groupby(keys, observed=True, sort=True)["squared"].agg(["size", "mean"])
@@ -155,11 +152,16 @@ def rmse_by_activity(predictions: pd.DataFrame, train: pd.DataFrame) -> pd.DataF
     return out.assign(activity=out["activity"].cat.remove_unused_categories())
 
 
+def quick_params(name: str, quick: bool = True) -> dict[str, Any]:
+    """The quick-mode overrides (:data:`QUICK_PARAMS`) that model ``name`` has; none unless
+    ``quick``. Notebooks and :func:`compare` shorten training this one way."""
+    defaults = model_class(name).defaults
+    return {key: v for key, v in QUICK_PARAMS.items() if quick and key in defaults}
+
+
 def _params_for(name: str, params: dict[str, dict] | None, quick: bool) -> dict:
     """Hyperparameter overrides for ``name``: quick-mode settings it knows, then ``params``."""
-    defaults = model_class(name).defaults
-    chosen = {key: v for key, v in QUICK_PARAMS.items() if quick and key in defaults}
-    return {**chosen, **(params or {}).get(name, {})}
+    return {**quick_params(name, quick), **(params or {}).get(name, {})}
 
 
 def _intervals(result: Evaluation, k: int, n_resamples: int, seed: int) -> dict[str, float]:

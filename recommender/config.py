@@ -24,3 +24,12 @@ def data_dir(explicit: str | os.PathLike | None = None) -> Path:
     if os.environ.get(DATA_ENV_VAR):
         return Path(os.environ[DATA_ENV_VAR]).expanduser()
     return PROJECT_ROOT / "data" / "raw"
+
+
+def shown(path: str | os.PathLike) -> str:
+    """``path`` as a message shows it: relative to the working folder when inside it."""
+    path = Path(path)
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)

@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from recommender.config import data_dir
+from recommender.config import data_dir, shown
+from recommender.errors import DataError
 
 __all__ = [
     "DataError",
@@ -33,11 +34,8 @@ __all__ = [
 RATING_COLUMNS = ("userId", "movieId", "rating", "timestamp")
 REQUIRED_RATING_COLUMNS = ("userId", "movieId", "rating")
 RATING_SCALE = (0.5, 5.0)
+_INT32 = np.iinfo(np.int32)  # ids are int32 (as in lenskit); larger ones are refused
 _YEAR = re.compile(r"\((\d{4})(?:[-–]\d{0,4})?\)\s*$")
-
-
-class DataError(ValueError):
-    """Input data that cannot be used, with where the problem is and what to do about it."""
 
 
 @dataclass(frozen=True)
@@ -166,7 +164,7 @@ def _resolve(name_or_path: str | Path, root: str | Path | None) -> tuple[str, Pa
             return name, path
     hint = (f"run `recommender data fetch {name}`" if name in RELEASES
             else f"known releases: {', '.join(RELEASES)}")
-    raise DataError(f"{name}: no such folder or zip, and not found in {base} ({hint}; "
+    raise DataError(f"{name}: no such folder or zip, and not found in {shown(base)} ({hint}; "
                     f"or point --data-dir / RECOMMENDER_DATA at the folder that holds it)")
 
 
@@ -196,7 +194,14 @@ def load_movielens(name_or_path: str | Path, data_root: str | Path | None = None
     return data
 
 
-def _normalise_ratings(df: pd.DataFrame) -> pd.DataFrame:
+def _normalise_ratings(df: pd.DataFrame, source: str = "ratings") -> pd.DataFrame:
+    """Typed columns; ids that do not fit in int32 are refused, never wrapped around."""
+    for column in ("userId", "movieId"):
+        values = df[column].to_numpy()
+        outside = (values < _INT32.min) | (values > _INT32.max)
+        if outside.any():
+            raise DataError(f"{source}: {column} {values[np.flatnonzero(outside)[0]]} does not "
+                            f"fit in 32 bits (ids go up to {_INT32.max:,})")
     out = pd.DataFrame({
         "userId": df["userId"].astype(np.int32),
         "movieId": df["movieId"].astype(np.int32),
@@ -224,7 +229,8 @@ def _split_genres(values: pd.Series) -> list[list[str]]:
 
 
 def _load_csv_layout(src: _Source, name: str) -> MovieLens:
-    ratings = _normalise_ratings(pd.read_csv(src.open("ratings.csv")))
+    ratings = _normalise_ratings(pd.read_csv(src.open("ratings.csv")),
+                                 src.label("ratings.csv"))
     movies_raw = pd.read_csv(src.open("movies.csv"))
     movies = _normalise_movies(movies_raw["movieId"], movies_raw["title"],
                                _split_genres(movies_raw["genres"]))
@@ -250,7 +256,7 @@ def _load_dat_layout(src: _Source, name: str) -> MovieLens:
     raw = pd.read_csv(src.open("ratings.dat"), sep=":", header=None, usecols=[0, 2, 4, 6],
                       names=["userId", "_a", "movieId", "_b", "rating", "_c", "timestamp"],
                       engine="c")
-    ratings = _normalise_ratings(raw)
+    ratings = _normalise_ratings(raw, src.label("ratings.dat"))
     movies_raw = _read_double_colon(src, "movies.dat", ["movieId", "title", "genres"])
     movies = _normalise_movies(movies_raw["movieId"].astype(int), movies_raw["title"],
                                _split_genres(movies_raw["genres"]))
@@ -268,7 +274,7 @@ def _load_dat_layout(src: _Source, name: str) -> MovieLens:
 def _load_100k_layout(src: _Source, name: str) -> MovieLens:
     raw = pd.read_csv(src.open("u.data"), sep="\t", header=None,
                       names=["userId", "movieId", "rating", "timestamp"])
-    ratings = _normalise_ratings(raw)
+    ratings = _normalise_ratings(raw, src.label("u.data"))
     genre_names = None
     if src.has("u.genre"):
         genre_table = pd.read_csv(src.open("u.genre"), sep="|", header=None, encoding="latin-1")
@@ -295,28 +301,54 @@ def read_ratings(path: str | Path, rating_scale: tuple[float, float] = RATING_SC
     """Read and validate a ratings CSV (``userId,movieId,rating[,timestamp]``).
 
     Every problem is raised as a :class:`DataError` that names the file, the line (1-based,
-    header included, as an editor shows it) and the column; never a bare pandas traceback.
+    header included, blank lines counted, as an editor shows it) and the column; never a bare
+    pandas traceback. Odd but valid files are read as they are meant: a byte-order mark, CRLF
+    line endings, quoted fields, spaces after the separator, blank lines, extra columns.
     """
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file")
     try:
-        df = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, na_values=[""])
+        df = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, na_values=[""],
+                         encoding="utf-8-sig", skipinitialspace=True)
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: the file is empty; expected a header "
                         f"'{','.join(RATING_COLUMNS)}' and at least one rating") from None
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise DataError(f"{path}: not a readable CSV ({str(exc).strip()})") from None
-    return validate_ratings(df, str(path), rating_scale)
+    df.columns = [str(c).strip() for c in df.columns]
+    return validate_ratings(df, str(path), rating_scale, line_of=_file_lines(path))
+
+
+def _file_lines(path: Path):
+    """Map a data row (0-based) to its line in ``path``, skipping blank lines as pandas does.
+
+    The file is scanned only when a message needs a line number."""
+    def line_of(row: int) -> int:
+        seen = -1  # the header is row -1
+        with open(path, encoding="utf-8-sig", errors="replace", newline="") as handle:
+            for number, line in enumerate(handle, start=1):
+                if line.strip():
+                    if seen == row:
+                        return number
+                    seen += 1
+        return row + 2
+    return line_of
 
 
 def validate_ratings(df: pd.DataFrame, source: str = "ratings",
-                     rating_scale: tuple[float, float] = RATING_SCALE) -> pd.DataFrame:
+                     rating_scale: tuple[float, float] = RATING_SCALE,
+                     line_of=None) -> pd.DataFrame:
     """Check columns, types, range, NaN and duplicates; return normalised ratings.
 
-    Line numbers in messages assume row ``i`` of ``df`` came from line ``i + 2`` of a file
-    with a header.
+    Args:
+        df: the table as read (any dtypes; text is parsed).
+        source: the file name used in messages.
+        rating_scale: the lowest and highest valid rating.
+        line_of: maps row ``i`` of ``df`` to its line in the file (default ``i + 2``: a
+            header and no blank lines).
     """
+    line_of = line_of or (lambda row: row + 2)
     missing = [c for c in REQUIRED_RATING_COLUMNS if c not in df.columns]
     if missing:
         raise DataError(f"{source}: missing column(s) {', '.join(missing)}; found "
@@ -325,36 +357,37 @@ def validate_ratings(df: pd.DataFrame, source: str = "ratings",
     if df.empty:
         raise DataError(f"{source}: no ratings (the file has a header but no rows)")
     df = df.reset_index(drop=True)
+
+    def fail(mask, column: str, what) -> None:
+        if mask.any():
+            row = int(np.flatnonzero(mask)[0])
+            raise DataError(f"{source}, line {line_of(row)}, column {column}: {what(row)}")
+
     columns = [c for c in RATING_COLUMNS if c in df.columns]
     numeric = {}
     for column in columns:
         raw = df[column]
         values = pd.to_numeric(raw, errors="coerce")
-        bad = values.isna()
-        if bad.any():
-            row = int(np.flatnonzero(bad.to_numpy())[0])
-            shown = raw.iloc[row]
-            what = "is empty" if pd.isna(shown) else f"is not a number: {shown!r}"
-            raise DataError(f"{source}, line {row + 2}, column {column}: value {what}")
+        shown = raw.to_numpy()
+        fail(values.isna().to_numpy(), column, lambda r: "value is empty" if pd.isna(shown[r])
+             else f"value is not a number: {shown[r]!r}")
+        array = values.to_numpy(np.float64)
+        fail(~np.isfinite(array), column, lambda r: f"{shown[r]!r} is not a finite number")
         if column != "rating":
-            fractional = values.to_numpy() != np.floor(values.to_numpy())
-            if fractional.any():
-                row = int(np.flatnonzero(fractional)[0])
-                raise DataError(f"{source}, line {row + 2}, column {column}: "
-                                f"{raw.iloc[row]!r} is not a whole number")
+            fail(array != np.floor(array), column, lambda r: f"{shown[r]!r} is not a whole number")
+        if column in ("userId", "movieId"):
+            fail((array < _INT32.min) | (array > _INT32.max), column,
+                 lambda r: f"id {shown[r]} does not fit in 32 bits (ids go up to {_INT32.max:,})")
         numeric[column] = values
     low, high = rating_scale
     rating = numeric["rating"].to_numpy()
-    out_of_range = (rating < low) | (rating > high)
-    if out_of_range.any():
-        row = int(np.flatnonzero(out_of_range)[0])
-        raise DataError(f"{source}, line {row + 2}, column rating: {rating[row]:g} is outside "
-                        f"the rating scale {low:g}-{high:g}")
-    ratings = _normalise_ratings(pd.DataFrame(numeric))
-    dup = ratings.duplicated(["userId", "movieId"])
+    fail((rating < low) | (rating > high), "rating",
+         lambda r: f"{rating[r]:g} is outside the rating scale {low:g}-{high:g}")
+    ratings = _normalise_ratings(pd.DataFrame(numeric), source)
+    dup = ratings.duplicated(["userId", "movieId"]).to_numpy()
     if dup.any():
-        row = int(np.flatnonzero(dup.to_numpy())[0])
+        row = int(np.flatnonzero(dup)[0])
         u, m = (int(v) for v in ratings.loc[row, ["userId", "movieId"]])
-        raise DataError(f"{source}, line {row + 2}: duplicate rating for userId {u}, "
+        raise DataError(f"{source}, line {line_of(row)}: duplicate rating for userId {u}, "
                         f"movieId {m} (each user-movie pair may appear once)")
     return ratings

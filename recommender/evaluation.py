@@ -19,15 +19,15 @@ import pandas as pd
 import scipy.sparse as sp
 
 from recommender import metrics
+from recommender.errors import UsageError
+from recommender.metrics import RELEVANT_RATING
 from recommender.models import Recommender, load_model, make_model
-from recommender.models.base import fingerprint
-from recommender.models.factorization import Classification, classification_report
+from recommender.models.base import fingerprint, table_fingerprint
 from recommender.preprocessing import IdEncoder
 
-__all__ = ["Evaluation", "evaluate", "fit_and_evaluate", "relevance_matrix", "RandomOrder",
-           "item_cold_start", "user_cold_start", "cold_start_table", "LIGHTFM_REFERENCE"]
-
-RELEVANT_RATING = 4.0
+__all__ = ["Evaluation", "evaluate", "fit_and_evaluate", "relevance_matrix", "RELEVANT_RATING",
+           "RandomOrder", "item_cold_start", "user_cold_start", "cold_start_table",
+           "LIGHTFM_REFERENCE"]
 
 
 @dataclass
@@ -63,6 +63,8 @@ def relevance_matrix(model: Recommender, test: pd.DataFrame,
 def evaluate(model: Recommender, test: pd.DataFrame, k: int = 10,
              threshold: float = RELEVANT_RATING, progress: bool = False) -> Evaluation:
     """Evaluate a fitted model on a test ratings table with the benchmark protocol."""
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise UsageError(f"k (the list length) must be a whole number >= 1, not {k!r}")
     out: dict = {}
     predictions = None
     if model.predicts_ratings:
@@ -70,8 +72,7 @@ def evaluate(model: Recommender, test: pd.DataFrame, k: int = 10,
         predictions = test[["userId", "movieId", "rating"]].assign(prediction=pred)
         out["rmse"] = metrics.rmse(test["rating"], pred)
         out["mae"] = metrics.mae(test["rating"], pred)
-    if isinstance(model, Classification):  # P(like) against like = rating >= its threshold
-        out.update(classification_report(model, test))
+    out.update(model.extra_metrics(test))  # e.g. the classifier's accuracy, F1, ROC-AUC
 
     users, relevant = relevance_matrix(model, test, threshold)
     start = time.perf_counter()
@@ -96,14 +97,20 @@ def _same(a: dict, b: dict) -> bool:
                                                                       default=str)
 
 
-def _cached(path: Path, fresh: Recommender, train: pd.DataFrame) -> Recommender | None:
-    """The model saved at ``path`` if it was trained on ``train`` with ``fresh``'s settings."""
+def _cached(path: Path, fresh: Recommender, train: pd.DataFrame,
+            context: dict[str, pd.DataFrame | None]) -> Recommender | None:
+    """The model saved at ``path`` if it was trained with ``fresh``'s settings on ``train``
+    and on the same side tables (those of ``context`` that its fit read)."""
     if not (path / "model.json").is_file():
         return None
     saved = load_model(path)
+    read = saved.meta.get("context_fingerprint")
     matches = (type(saved) is type(fresh) and saved.seed == fresh.seed
                and _same(saved.params, json.loads(json.dumps(fresh.params, default=str)))
-               and saved.meta.get("train_fingerprint") == fingerprint(train))
+               and saved.meta.get("train_fingerprint") == fingerprint(train)
+               and isinstance(read, dict)
+               and all(table_fingerprint(context.get(key)) == value
+                       for key, value in read.items()))
     return saved if matches else None
 
 
@@ -113,13 +120,13 @@ def fit_and_evaluate(name: str, train: pd.DataFrame, test: pd.DataFrame,
                      **params) -> tuple[Recommender, Evaluation]:
     """Make the registered model ``name``, fit it on ``train`` (timed) and evaluate on ``test``.
 
-    With ``cache_dir``, a model saved at ``cache_dir/name`` with the same settings, seed and
-    training data is loaded instead of refitted (its recorded fit time is reported), and a
+    With ``cache_dir``, a model saved at ``cache_dir/name`` with the same settings, seed,
+    training data and side tables (the movies and tags its fit read) is loaded instead of refitted (its recorded fit time is reported), and a
     freshly fitted model is saved there. Notebooks share trained models this way.
     """
     model = make_model(name, seed=seed, **params)
     path = Path(cache_dir) / name if cache_dir else None
-    cached = _cached(path, model, train) if path else None
+    cached = _cached(path, model, train, {"movies": movies, "tags": tags}) if path else None
     if cached is not None:
         model = cached
     else:

@@ -18,9 +18,10 @@ import zipfile
 from pathlib import Path, PurePosixPath
 
 from recommender.config import data_dir as resolve_data_dir
+from recommender.config import shown
 from recommender.data import RELEASES, DataError
 
-__all__ = ["fetch"]
+__all__ = ["fetch", "ensure_release"]
 
 _CHUNK = 1 << 20
 _MD5 = re.compile(r"\b[0-9a-fA-F]{32}\b")
@@ -75,23 +76,37 @@ def fetch(name: str, data_dir: str | Path | None = None, force: bool = False,
     return target
 
 
+def ensure_release(name: str, data_dir: str | Path | None = None, **kwargs) -> Path:
+    """The release ``name`` on disk (a folder or the zip in the data folder), fetched with
+    :func:`fetch` first when it is missing: how ``make run`` works on a fresh machine.
+
+    Raises:
+        DataError: as :func:`fetch`; offline, the message says where to put the files.
+    """
+    base = resolve_data_dir(data_dir)
+    for path in (base / name, base / f"{name}.zip"):
+        if path.exists():
+            return path
+    return fetch(name, data_dir, **kwargs)
+
+
 def _unreachable(source: str, target: Path, exc: Exception) -> DataError:
     reason = getattr(exc, "reason", None) or exc
     return DataError(f"could not download {source} ({reason}); if this machine is offline, "
-                     f"download it elsewhere and unzip it into {target} (or put the zip at "
-                     f"{target}.zip)")
+                     f"download it elsewhere and unzip it into {shown(target)} (or put the zip "
+                     f"at {shown(target)}.zip)")
 
 
 def _download(source: str, dest: Path, target: Path, progress: bool, timeout: float) -> str:
     """Stream ``source`` into ``dest``; return the MD5 hex digest of what was written."""
-    from tqdm.auto import tqdm
+    from recommender.progress import progress_bar
 
     md5 = hashlib.md5()
     try:
         with urllib.request.urlopen(source, timeout=timeout) as response, open(dest, "wb") as out:
             total = int(response.headers.get("Content-Length") or 0) or None
-            with tqdm(total=total, unit="B", unit_scale=True, desc=dest.name,
-                      disable=not progress) as bar:
+            with progress_bar(None, progress, total=total, unit="B", unit_scale=True,
+                              desc=dest.name) as bar:
                 while chunk := response.read(_CHUNK):
                     out.write(chunk)
                     md5.update(chunk)

@@ -15,6 +15,7 @@ import numpy as np
 import scipy.sparse as sp
 
 __all__ = [
+    "RELEVANT_RATING",
     "rmse",
     "mae",
     "top_k",
@@ -29,6 +30,10 @@ __all__ = [
 ]
 
 ScoreFn = Callable[[np.ndarray], np.ndarray]
+
+# A test movie is relevant (liked) when rated at least this: the benchmark protocol's
+# definition, also the classifier's default "like" and the softmax's validation target.
+RELEVANT_RATING = 4.0
 _BATCH_CELLS = 2**23  # scores held at once: 8M float32 = 32 MB
 
 
@@ -96,12 +101,12 @@ def top_k(score_fn: ScoreFn, users: np.ndarray, k: int, n_items: int,
         ``(len(users), k)`` item indices, best first; ties go to the lower index (ascending
         movieId). Slots left when a user has fewer than ``k`` candidates hold ``-1``.
     """
-    from tqdm.auto import tqdm
+    from recommender.progress import progress_bar
 
     users = np.asarray(users, np.int64)
     out = np.full((len(users), k), -1, np.int64)
     batches = list(iter_batches(len(users), n_items, batch_size))
-    for sl in tqdm(batches, desc="top-k", disable=not progress, leave=False):
+    for sl in progress_bar(batches, progress, desc="top-k", leave=False):
         batch = users[sl]
         scores = np.array(score_fn(batch), dtype=np.float32, copy=True)
         if exclude is not None:

@@ -15,7 +15,7 @@ __all__ = ["rating_distribution", "popularity_long_tail", "user_activity", "genr
            "sparsity_pattern", "training_curves", "error_by_bucket", "predicted_vs_actual",
            "embedding_2d", "calibration", "roc_curve", "metrics_with_ci", "metric_at_k",
            "weighted_chart", "genre_charts", "cold_start_items", "cold_start_users",
-           "per_epoch"]
+           "per_epoch", "comparison_overview"]
 
 sns.set_theme(style="whitegrid", context="notebook")
 
@@ -158,16 +158,36 @@ def roc_curve(true, prob, label: str = "model"):
     return fig
 
 
-def metrics_with_ci(table: pd.DataFrame, metric: str):
+def _bars_with_ci(ax, table: pd.DataFrame, metric: str, title: str) -> None:
     """Horizontal bars of ``metric`` per model with ``<metric>_low``/``_high`` error bars."""
     table = table.dropna(subset=[metric]).sort_values(metric)
-    fig, ax = plt.subplots(figsize=(7, 0.4 * len(table) + 1.2))
     err = None
     if f"{metric}_low" in table:
         err = np.vstack([table[metric] - table[f"{metric}_low"],
                          table[f"{metric}_high"] - table[metric]])
     ax.barh(table["model"], table[metric], xerr=err, color="steelblue", capsize=3)
-    ax.set(xlabel=metric, title=f"{metric} with 95% bootstrap interval")
+    ax.set(xlabel=metric, title=title)
+
+
+def metrics_with_ci(table: pd.DataFrame, metric: str):
+    """Horizontal bars of ``metric`` per model with ``<metric>_low``/``_high`` error bars."""
+    rows = int(table[metric].notna().sum())
+    fig, ax = plt.subplots(figsize=(7, 0.4 * rows + 1.2))
+    _bars_with_ci(ax, table, metric, f"{metric} with 95% bootstrap interval")
+    return fig
+
+
+def comparison_overview(table: pd.DataFrame, k: int = 10):
+    """The comparison at a glance: NDCG@K (every model) and RMSE (rating models), each with
+    its 95% bootstrap interval; the picture that opens ``reports/index.html``."""
+    panels = [(f"ndcg@{k}", f"NDCG@{k}: higher is better"), ("rmse", "RMSE: lower is better")]
+    panels = [(m, t) for m, t in panels if m in table and table[m].notna().any()]
+    rows = len(table)
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 0.35 * rows + 1.4),
+                             squeeze=False)
+    for ax, (metric, title) in zip(axes[0], panels):
+        _bars_with_ci(ax, table, metric, title)
+    fig.tight_layout()
     return fig
 
 

@@ -1,27 +1,39 @@
 """Run the numbered notebooks end to end with papermill and publish them as HTML reports.
 
-Notebooks execute into a staging folder; only when every one of them succeeded is the staging
-folder's content moved over ``reports/``, so a failure never overwrites the last good reports.
+Each notebook runs in a kernel of its own, started as if from ``notebooks/`` inside a staging
+folder (``reports/.staging-<pid>-*/notebooks``), so its default ``reports_dir = "../reports"``
+lands in the staging folder and the executed notebook shows exactly what an interactive run
+shows: relative paths, no staging folder. Only when every notebook succeeded is the staged
+``reports`` moved over ``reports/``, so a failure or an interruption never overwrites the
+last good reports, and the staging folder is removed whatever happens.
+
+Kernels talk over local (IPC) sockets, not unencrypted TCP, and run with progress bars off
+(``TQDM_DISABLE=1``). Ctrl-C or SIGTERM stops the run within seconds, kernel included.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import shutil
+import signal
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from recommender.config import NOTEBOOKS_DIR, REPORTS_DIR
+from recommender.errors import NotebookFailed, UsageError
 from recommender.reports import read_metrics, write_index
 
-__all__ = ["NotebookFailed", "RunResult", "notebook_paths", "run_notebooks"]
+__all__ = ["NotebookFailed", "RunResult", "notebook_paths", "run_notebooks", "KERNEL_ENV"]
 
-
-class NotebookFailed(RuntimeError):
-    """A notebook raised; the message names the notebook and the cell."""
+# What every kernel of a run sees on top of the runner's environment.
+KERNEL_ENV = {"TQDM_DISABLE": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
+_STAGING = ".staging-"
 
 
 @dataclass
@@ -37,23 +49,120 @@ def notebook_paths(folder: Path = NOTEBOOKS_DIR, only: list[str] | None = None) 
     if only:
         paths = [p for p in paths if any(p.name.startswith(o) for o in only)]
         if not paths:
-            raise FileNotFoundError(f"no notebook in {folder} matches {', '.join(only)}")
+            raise UsageError(f"no notebook in {folder.name}/ matches {', '.join(only)}")
     return paths
 
 
-def _export_html(notebook: Path, target: Path) -> None:
-    import nbformat
-    from nbconvert import HTMLExporter
-
-    body, _ = HTMLExporter().from_notebook_node(nbformat.read(notebook, as_version=4))
-    target.write_text(body, encoding="utf-8")
-
-
-def _failure_message(name: str, exc: Exception) -> str:
+def _failure_message(name: str, exc: BaseException) -> str:
     cell = getattr(exc, "exec_count", None)
     ename, evalue = getattr(exc, "ename", type(exc).__name__), getattr(exc, "evalue", str(exc))
     where = f"cell {cell}" if cell is not None else "a cell"
     return f"notebook {name} failed in {where}: {ename}: {evalue}"
+
+
+def _kernel_manager_class(sockets: Path, started: list):
+    """A kernel manager class for papermill: IPC sockets under ``sockets``, the run's
+    environment, and every started manager recorded in ``started`` (to stop it on Ctrl-C)."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    class RunKernel(AsyncKernelManager):
+        def __init__(self, **kwargs):
+            super().__init__(transport="ipc", ip=str(sockets / f"k{len(started)}"), **kwargs)
+
+        async def start_kernel(self, **kwargs):
+            kwargs["env"] = {**os.environ, **kwargs.get("env", {}), **KERNEL_ENV}
+            # The kernel's own log says only that shutdown interrupted it ("KeyboardInterrupt
+            # caught in kernel"); cell errors reach the notebook and the run's message.
+            kwargs["extra_arguments"] = [*kwargs.get("extra_arguments", []),
+                                         "--IPKernelApp.log_level=CRITICAL"]
+            started.append(self)
+            return await super().start_kernel(**kwargs)
+
+    return RunKernel
+
+
+def _kill(managers: list) -> None:
+    """Kill the kernels of ``managers`` at once (they sit in sessions of their own, so a
+    terminal's Ctrl-C never reaches them)."""
+    for km in managers:
+        process = getattr(getattr(km, "provisioner", None), "process", None)
+        if process is not None and process.poll() is None:
+            process.kill()
+
+
+def _execute(path: Path, executed: Path, cwd: Path, params: dict, sockets: Path) -> None:
+    """Execute one notebook with papermill in a worker thread, so that the main thread keeps
+    Ctrl-C and SIGTERM (and nbclient installs no handlers that would swallow them)."""
+    import papermill as pm
+
+    started: list = []
+    outcome: dict = {}
+
+    def work() -> None:
+        try:
+            pm.execute_notebook(str(path), str(executed), parameters=params, cwd=str(cwd),
+                                kernel_name="python3", progress_bar=False, log_output=False,
+                                kernel_manager_class=_kernel_manager_class(sockets, started))
+        except BaseException as exc:  # handed to the main thread
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=work, name=f"papermill {path.name}", daemon=True)
+    worker.start()
+    try:
+        while worker.is_alive():
+            worker.join(0.2)
+    except BaseException:
+        _kill(started)
+        worker.join(10)
+        raise
+    if "error" in outcome:
+        raise outcome["error"]
+
+
+@contextlib.contextmanager
+def _stop_on_signals():
+    """Ctrl-C (SIGINT) and SIGTERM stop the run: the staging folder is removed on the way out.
+
+    Both are set explicitly, so that a SIGINT the run inherited as ignored (a job started in
+    the background by a shell) still stops it."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    try:
+        previous = {s: signal.signal(s, interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _remove_abandoned_staging(reports_dir: Path) -> None:
+    """Staging folders of runs that were killed outright (SIGKILL), whose process is gone."""
+    for folder in reports_dir.glob(f"{_STAGING}*"):
+        match = re.match(rf"{re.escape(_STAGING)}(\d+)-", folder.name)
+        if match and not _alive(int(match.group(1))):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _shown_path(path: str | None, cwd: Path) -> str:
+    """A data or split folder as the kernel should get it: relative to its working folder."""
+    if not path:
+        return ""
+    return os.path.relpath(Path(path).expanduser().resolve(), cwd)
 
 
 def run_notebooks(dataset: str = "ml-latest-small", data_dir: str | None = None,
@@ -63,7 +172,8 @@ def run_notebooks(dataset: str = "ml-latest-small", data_dir: str | None = None,
     """Execute the notebooks in order, export each to HTML, write ``reports/index.html``.
 
     Args:
-        dataset: MovieLens release name, or ``synthetic`` for generated data.
+        dataset: MovieLens release name, or ``synthetic`` for generated data. A release
+            missing from the data folder is fetched first (checksum-verified).
         data_dir: folder holding the releases (default: ``RECOMMENDER_DATA`` or ``data/raw``).
         split_dir: folder with ``train.csv``/``test.csv``; default: the fixed benchmark split
             when one exists for ``dataset``, else a seeded per-user 20% split.
@@ -77,87 +187,65 @@ def run_notebooks(dataset: str = "ml-latest-small", data_dir: str | None = None,
     Raises:
         NotebookFailed: naming the notebook and the cell; ``reports_dir`` is left untouched and
             the failed executed notebook is kept in ``reports_dir/failed/``.
+        DataError: the release is missing and cannot be downloaded (one line on what to do).
+        KeyboardInterrupt: Ctrl-C or SIGTERM; kernels stopped, ``reports_dir`` untouched.
     """
-    import papermill as pm
+    from recommender.data import RELEASES
+    from recommender.fetch import ensure_release
+    from recommender.reports import export_html
 
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # kernels inherit it: no C++ log noise
+    paths = notebook_paths(Path(notebooks_dir), only=only)
+    if not quick and dataset in RELEASES:
+        ensure_release(dataset, data_dir, progress=progress)
     reports_dir = Path(reports_dir)
     reports_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=reports_dir))
-    params = {"dataset": dataset, "data_dir": str(data_dir or ""),
-              "split_dir": str(split_dir or ""), "quick": bool(quick), "seed": int(seed),
-              "reports_dir": str(staging)}
+    _remove_abandoned_staging(reports_dir)
+    staging = Path(tempfile.mkdtemp(prefix=f"{_STAGING}{os.getpid()}-", dir=reports_dir))
+    sockets = Path(tempfile.mkdtemp(prefix="recommender-kernels-"))  # short socket paths
+    cwd, staged = staging / "notebooks", staging / "reports"
+    cwd.mkdir()
+    staged.mkdir()
+    params = {"dataset": dataset, "data_dir": _shown_path(data_dir, cwd),
+              "split_dir": _shown_path(split_dir, cwd), "quick": bool(quick), "seed": int(seed)}
     # Earlier runs' metrics let a partial run (--only) still build the full comparison.
     if (reports_dir / "metrics").is_dir():
-        shutil.copytree(reports_dir / "metrics", staging / "metrics")
+        shutil.copytree(reports_dir / "metrics", staged / "metrics")
     done: list[dict] = []
     start = time.perf_counter()
     try:
-        for path in notebook_paths(Path(notebooks_dir), only=only):
-            executed = staging / path.name
-            t0 = time.perf_counter()
-            if progress:
-                print(f"running {path.name} ...", file=sys.stderr, flush=True)
-            try:
-                pm.execute_notebook(str(path), str(executed), parameters=params,
-                                    cwd=str(path.parent), kernel_name="python3",
-                                    progress_bar=False, log_output=False)
-            except Exception as exc:
-                failed = reports_dir / "failed"
-                failed.mkdir(exist_ok=True)
-                if executed.exists():
-                    shutil.copy2(executed, failed / path.name)
-                raise NotebookFailed(_failure_message(path.name, exc)) from None
-            _export_html(executed, staging / f"{path.stem}.html")
-            seconds = time.perf_counter() - t0
-            done.append({"name": path.name, "html": f"{path.stem}.html", "seconds": seconds})
-            if progress:
-                print(f"  done in {seconds:.1f} s", file=sys.stderr, flush=True)
-        total = time.perf_counter() - start
-        _publish(staging, reports_dir)
+        with _stop_on_signals():
+            for path in paths:
+                executed = staged / path.name
+                t0 = time.perf_counter()
+                if progress:
+                    print(f"running {path.name} ...", file=sys.stderr, flush=True)
+                try:
+                    _execute(path, executed, cwd, params, sockets)
+                except Exception as exc:
+                    failed = reports_dir / "failed"
+                    failed.mkdir(exist_ok=True)
+                    if executed.exists():
+                        shutil.copy2(executed, failed / path.name)
+                    raise NotebookFailed(_failure_message(path.name, exc)) from None
+                export_html(executed, staged / f"{path.stem}.html")
+                seconds = time.perf_counter() - t0
+                done.append({"name": path.name, "html": f"{path.stem}.html", "seconds": seconds})
+                if progress:
+                    print(f"  done in {seconds:.1f} s", file=sys.stderr, flush=True)
+            total = time.perf_counter() - start
+            _publish(staged, reports_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(sockets, ignore_errors=True)
     metrics = read_metrics(reports_dir)
-    comparison = _comparison_table(metrics)
     ran = [metrics.get(Path(n["name"]).stem, {}) for n in done]  # this run's, not stale ones
-    split = next((m["split"] for m in ran if "split" in m), split_dir or "per-user 20% (seeded)")
+    split = next((m["split"] for m in ran if "split" in m),
+                 f"files: {Path(split_dir).name}" if split_dir else "per-user 20% (seeded)")
     run_info = {"dataset": dataset, "split": split, "seed": seed, "quick": quick,
                 "total seconds": f"{total:.1f}"}
-    write_index(reports_dir, done, run_info, comparison)
+    comparison = metrics.get("07_model_comparison", {})
+    write_index(reports_dir, done, run_info, comparison.get("table"), comparison.get("baselines"))
     return RunResult(reports_dir, done, total)
-
-
-_INDEX_COLUMNS = ("rmse", "mae", "precision@10", "recall@10", "ndcg@10", "map@10", "hr@10",
-                  "coverage@10", "novelty", "top1pct_share", "ndcg@10_p", "rmse_p",
-                  "fit_seconds", "score_seconds")
-
-
-def _comparison_table(metrics: dict[str, dict]):
-    """The comparison rows of notebook 07 for the index: point estimates with their 95%
-    intervals in one cell, then p-values and timings."""
-    import pandas as pd
-
-    rows = metrics.get("07_model_comparison", {}).get("table")
-    if not rows:
-        return None
-    table = pd.DataFrame(rows)
-
-    def cell(row, column):
-        value = row.get(column)
-        if value is None or pd.isna(value):
-            return "–"
-        if column.endswith("_p"):
-            return f"{value:.1e}"
-        if column.endswith("seconds"):
-            return f"{value:.1f}"
-        low, high = row.get(f"{column}_low"), row.get(f"{column}_high")
-        if low is not None and high is not None and pd.notna(low):
-            return f"{value:.4f} [{low:.3f}, {high:.3f}]"
-        return f"{value:.4f}"
-
-    columns = [c for c in _INDEX_COLUMNS if c in table]
-    return pd.DataFrame([{"model": r["model"], **{c: cell(r, c) for c in columns}}
-                         for r in table.to_dict(orient="records")])
 
 
 def _publish(staging: Path, reports_dir: Path) -> None:

@@ -8,7 +8,6 @@ benchmark protocol has no ties).
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Literal
 
@@ -293,8 +292,5 @@ def _read_headerless(source: _Source, name: str) -> pd.DataFrame:
         raise DataError(f"{source.path}: no {name} inside; is this the ml-100k release?")
     df = pd.read_csv(source.open(name), sep="\t", header=None, names=list(RATING_COLUMNS),
                      dtype=str, keep_default_na=False, na_values=[""])
-    try:
-        return validate_ratings(df, source.label(name), rating_scale=(1.0, 5.0))
-    except DataError as exc:  # validate_ratings counts a header line; these files have none
-        raise DataError(re.sub(r"line (\d+)", lambda m: f"line {int(m.group(1)) - 1}",
-                               str(exc), count=1)) from None
+    return validate_ratings(df, source.label(name), rating_scale=(1.0, 5.0),
+                            line_of=lambda row: row + 1)  # no header line

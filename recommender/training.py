@@ -24,13 +24,11 @@ import pandas as pd
 import tensorflow as tf
 import keras
 
+from recommender.errors import TrainingError
+
 __all__ = ["TrainingError", "TrainConfig", "History", "strategy", "set_seed", "fit_loop"]
 
 LossFn = Callable[[dict], tuple[tf.Tensor, tf.Tensor]]
-
-
-class TrainingError(RuntimeError):
-    """Training cannot go on (the loss became NaN or infinite)."""
 
 
 @dataclass
@@ -134,7 +132,7 @@ def fit_loop(module: tf.Module, loss_fn: LossFn, data: dict[str, np.ndarray],
     Raises:
         TrainingError: the loss became NaN or infinite.
     """
-    from tqdm.auto import tqdm
+    from recommender.progress import progress_bar
 
     set_seed(config.seed)
     rng = np.random.default_rng(config.seed)
@@ -167,8 +165,8 @@ def fit_loop(module: tf.Module, loss_fn: LossFn, data: dict[str, np.ndarray],
     best_weights = None
     waited = 0
     start = time.perf_counter()
-    bar = tqdm(range(1, config.epochs + 1), desc=description, disable=not config.progress,
-               leave=False)
+    bar = progress_bar(range(1, config.epochs + 1), config.progress, desc=description,
+                       leave=False)
     for epoch in bar:
         epoch_start = time.perf_counter()
         order = rng.permutation(n)

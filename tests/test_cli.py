@@ -72,3 +72,142 @@ def test_data_describe_json(tmp_path, synthetic_small, capsys):
 def test_data_describe_unknown_release_says_how_to_fetch(tmp_path, capsys):
     assert main(["data", "describe", "ml-1m", "--data-dir", str(tmp_path)]) == 2
     assert "recommender data fetch ml-1m" in capsys.readouterr().err
+
+
+# -- what a terminal shows: subprocesses, as a user runs the command -------------------------
+
+import os
+import subprocess
+import sys
+
+TF_STARTUP = ("absl::InitializeLog", "oneDNN", "cuda", "cpu_feature_guard", "TensorRT")
+
+
+def _recommender(*args, **kwargs) -> subprocess.CompletedProcess:
+    code = "import sys; from recommender.cli import main; sys.exit(main(sys.argv[1:]))"
+    return subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True,
+                          text=True, timeout=300, **kwargs)
+
+
+def test_bad_input_to_a_numpy_model_is_one_line_and_never_imports_tensorflow(split_files,
+                                                                              tmp_path):
+    _, test = split_files
+    bad = tmp_path / "bad.csv"
+    bad.write_text("userId,movieId,rating\n1,2,3.0\n1,3,9\n")
+    done = _recommender("evaluate", "--model", "popularity", "--train", bad, "--test", test)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.splitlines() == [f"recommender: error: {bad}, line 3, column rating: "
+                                        "9 is outside the rating scale 0.5-5"]
+    code = ("import sys; from recommender.cli import main; "
+            f"main(['evaluate', '--model', 'popularity', '--train', {str(test)!r}, "
+            f"'--test', {str(test)!r}]); main(['models']); "
+            "assert 'tensorflow' not in sys.modules, 'tensorflow was imported'")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "ndcg@10" in done.stdout and "softmax" in done.stdout
+
+
+def test_a_tensorflow_model_prints_no_start_up_log(split_files):
+    train, test = split_files
+    done = _recommender("evaluate", "--model", "regression", "--train", train, "--test", test,
+                        "--param", "epochs=1", "--param", "refit=false")
+    assert done.returncode == 0, done.stderr
+    assert "rmse" in done.stdout
+    assert not [line for line in done.stderr.splitlines() if any(s in line for s in TF_STARTUP)]
+
+
+def test_models_into_a_closed_pipe_prints_no_traceback():
+    read, write = os.pipe()
+    os.close(read)  # the reader (`| head`) is gone before anything is written
+    code = "import sys; from recommender.cli import main; sys.exit(main(['models']))"
+    done = subprocess.run([sys.executable, "-c", code], stdout=write, stderr=subprocess.PIPE,
+                          text=True, timeout=120)
+    os.close(write)
+    assert done.stderr == "" and done.returncode != 0
+
+
+def test_models_lists_what_the_classes_say():
+    from recommender.models import MODELS, model_class, model_summary
+
+    for name in MODELS:
+        cls = model_class(name)
+        assert model_summary(name) == ((cls.__doc__ or "").strip().splitlines()[0],
+                                       cls.predicts_ratings)
+
+
+# -- parameters, list length, where results go ------------------------------------------------
+
+def test_params_take_the_type_of_the_default():
+    from recommender.models import model_class
+
+    parse = model_class("regression").parse_params
+    assert parse({"refit": "False", "epochs": "3", "learning_rate": "1e-3",
+                  "hidden": "64,32", "optimizer": "sgd"}) == {
+        "refit": False, "epochs": 3, "learning_rate": 0.001, "hidden": (64, 32),
+        "optimizer": "sgd"}
+    assert parse({"refit": "yes", "hidden": ""}) == {"refit": True, "hidden": ()}
+
+
+@pytest.mark.parametrize("param, message", [
+    ("refit=maybe", "refit: 'maybe' is not a boolean"),
+    ("epochs=2.5", "epochs: '2.5' is not a whole number"),
+    ("l2_factor=lots", "l2_factor: 'lots' is not a number"),
+    ("l2_factor=-1", "l2_factor: '-1' is impossible"),
+    ("l2_factor=nan", "l2_factor: 'nan' is impossible"),
+    ("bogus=1", "unknown parameter(s) bogus"),
+    ("=1", "expected key=value"),
+])
+def test_bad_params_are_refused_in_one_line(param, message, split_files, capsys):
+    train, test = split_files
+    code = main(["evaluate", "--model", "regression", "--train", str(train), "--test", str(test),
+                 "--param", param])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and message in err and len(err.splitlines()) == 1, err
+
+
+@pytest.mark.parametrize("k", ["0", "-3", "ten"])
+def test_k_below_one_is_refused(k, split_files, capsys):
+    train, test = split_files
+    with pytest.raises(SystemExit) as exit_info:
+        main(["evaluate", "--model", "popularity", "--train", str(train), "--test", str(test),
+              "--k", k])
+    assert exit_info.value.code == 2
+    assert "--k" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("option", ["--json", "--save-model"])
+def test_unwritable_outputs_are_one_line(option, split_files, tmp_path, capsys):
+    train, test = split_files
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    code = main(["evaluate", "--model", "popularity", "--train", str(train), "--test", str(test),
+                 option, str(blocker / "out")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "cannot write" in err, err
+
+
+def test_a_bug_is_not_disguised_as_bad_input(split_files, monkeypatch):
+    import recommender.evaluation as evaluation
+
+    def broken(*args, **kwargs):
+        raise TypeError("a programming error")
+
+    monkeypatch.setattr(evaluation, "fit_and_evaluate", broken)
+    train, test = split_files
+    with pytest.raises(TypeError, match="a programming error"):
+        main(["evaluate", "--model", "popularity", "--train", str(train), "--test", str(test)])
+
+
+def test_quiet_import_drops_tensorflow_start_up_lines_and_keeps_the_rest(capfd):
+    from recommender.quiet import captured_stderr
+
+    with captured_stderr():
+        os.write(2, b"WARNING: All log messages before absl::InitializeLog() is called are "
+                    b"written to STDERR\n")
+        os.write(2, b"I0000 00:00:1795602183.837289    7898 port.cc:153] oneDNN custom "
+                    b"operations are on.\n")
+        os.write(2, b"E0000 00:00:1795602188.947974    7898 cuda_platform.cc:52] failed call "
+                    b"to cuInit: INTERNAL\n")
+        os.write(2, b"E0000 00:00:1.0 1 real_problem.cc:1] something actually broke\n")
+    assert capfd.readouterr().err == "E0000 00:00:1.0 1 real_problem.cc:1] something actually broke\n"

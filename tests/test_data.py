@@ -173,3 +173,48 @@ def test_read_ratings_normalises(tmp_path):
     ratings = read_ratings(path)
     _check_ratings(ratings, 2)
     assert ratings["timestamp"].tolist() == [0, 0]
+
+
+@pytest.mark.parametrize("text, fragments", [
+    ("userId,movieId,rating\n1,2,4\n3000000000,3,4\n",
+     ["line 3", "column userId", "3000000000", "32 bits"]),
+    ("userId,movieId,rating\n1,2,4\n1,-2147483649,4\n", ["line 3", "column movieId", "32 bits"]),
+    ("userId,movieId,rating\n1,2,4\ninf,3,4\n", ["line 3", "column userId", "'inf'", "finite"]),
+    ("userId,movieId,rating\n1,2,4\n1,3,-inf\n", ["line 3", "column rating", "finite"]),
+    ("userId,movieId,rating\n\n1,2,4\n\n\n1,3,9\n", ["line 6", "column rating", "9"]),
+    ("userId,movieId,rating\r\n1,2,4\r\n\r\n1,2,5\r\n", ["line 4", "duplicate"]),
+], ids=["beyond-int32", "below-int32", "inf-id", "inf-rating", "blank-lines-counted",
+        "crlf-blank-duplicate"])
+def test_read_ratings_rejects_without_changing_ids(tmp_path, text, fragments):
+    path = tmp_path / "mine.csv"
+    path.write_bytes(text.encode())
+    with pytest.raises(DataError) as info:
+        read_ratings(path)
+    message = str(info.value)
+    assert str(path) in message and len(message.splitlines()) == 1
+    for fragment in fragments:
+        assert fragment in message, message
+
+
+@pytest.mark.parametrize("content", [
+    b"\xef\xbb\xbfuserId,movieId,rating\n1,10,3.5\n2,10,5\n",  # byte-order mark
+    b"userId,movieId,rating\r\n1,10,3.5\r\n2,10,5\r\n",  # Windows line endings
+    b'"userId","movieId","rating"\n"1","10","3.5"\n"2","10","5"\n',  # quoted fields
+    b"userId, movieId, rating\n1, 10, 3.5\n2, 10, 5\n",  # spaces after the commas
+    b"userId,movieId,rating,timestamp,comment\n1,10,3.5,5,\"great, really\"\n2,10,5,6,\n",
+    b"\nuserId,movieId,rating\n\n1,10,3.5\n\n2,10,5\n\n",  # blank lines anywhere
+], ids=["bom", "crlf", "quoted", "spaces", "extra-columns", "blank-lines"])
+def test_read_ratings_reads_odd_but_valid_files(tmp_path, content):
+    path = tmp_path / "mine.csv"
+    path.write_bytes(content)
+    ratings = read_ratings(path)
+    _check_ratings(ratings, 2)
+    assert ratings["userId"].tolist() == [1, 2] and ratings["rating"].tolist() == [3.5, 5.0]
+
+
+def test_release_with_ids_beyond_int32_is_refused_not_wrapped(tmp_path):
+    files = {**CSV_LAYOUT, "ratings.csv": "userId,movieId,rating,timestamp\n"
+                                          "3000000000,1,4.0,964982703\n"}
+    folder = _write(tmp_path, files, False, "ml-odd")
+    with pytest.raises(DataError, match=r"ratings\.csv: userId 3000000000 does not fit"):
+        load_movielens(folder)

@@ -88,3 +88,37 @@ def test_cache_dir_reuses_a_model_only_for_the_same_data_and_settings(synthetic_
     fit_and_evaluate("baseline", train, test, cache_dir=tmp_path, reg_user=1.0)
     fit_and_evaluate("baseline", train.iloc[1:], test, cache_dir=tmp_path)
     assert fits == [1, 1, 1]  # other settings, other data: fitted again
+
+
+def test_cache_key_covers_the_side_tables_the_fit_read(synthetic_small, tmp_path, monkeypatch):
+    """A model whose fit read the movies table is reused only with the same movies; tables
+    it never read do not matter."""
+    from recommender.models.baselines import Biases
+    from recommender.splits import per_user_split
+
+    train, test = per_user_split(synthetic_small.ratings, 0.2, seed=0)
+    movies, other_movies = synthetic_small.movies, synthetic_small.movies.iloc[1:]
+    tags = pd.DataFrame({"userId": [1], "movieId": [1], "tag": ["x"], "timestamp": [0]})
+    fits = []
+    original = Biases._fit
+
+    def reads_movies(self, data, context):
+        fits.append(context.movies is not None)
+        original(self, data, context)
+
+    monkeypatch.setattr(Biases, "_fit", reads_movies)
+    run = lambda **side: fit_and_evaluate("baseline", train, test, cache_dir=tmp_path, **side)
+    run(movies=movies)
+    run(movies=movies, tags=tags)  # tags were never read: reused
+    assert fits == [True]
+    run(movies=None)  # fitted without content where content was read: not reused
+    run(movies=other_movies)
+    assert fits == [True, False, True]
+
+
+def test_evaluate_refuses_a_list_length_below_one(synthetic_small):
+    from recommender.errors import UsageError
+
+    model = make_model("popularity").fit(synthetic_small.ratings)
+    with pytest.raises(UsageError, match="k \\(the list length\\)"):
+        evaluate(model, synthetic_small.ratings, k=0)

@@ -16,7 +16,7 @@ import pytest
 
 from recommender import data
 from recommender.data import DataError, Release, load_movielens
-from recommender.fetch import fetch
+from recommender.fetch import ensure_release, fetch
 
 RATINGS = "userId,movieId,rating,timestamp\n1,1,4.0,964982703\n2,1,3.0,964982224\n"
 MOVIES = "movieId,title,genres\n1,Toy Story (1995),Animation\n"
@@ -152,3 +152,17 @@ def test_unreachable_server_fails_fast_naming_url_and_folder(tmp_path):
 def test_unknown_release(tmp_path):
     with pytest.raises(DataError, match="unknown release.*ml-100k"):
         fetch("ml-7m", tmp_path, progress=False)
+
+
+def test_ensure_release_fetches_only_what_is_missing(server, tmp_path):
+    root, url = server
+    _release(root)
+    data_dir = tmp_path / "data"
+    assert ensure_release("ml-latest-small", data_dir, url=url, progress=False) == (
+        data_dir / "ml-latest-small")
+    (root / "ml-latest-small.zip").unlink()  # a second call must not download again
+    assert ensure_release("ml-latest-small", data_dir, url=url).is_dir()
+    zipped = tmp_path / "zipped"
+    zipped.mkdir()
+    (zipped / "ml-1m.zip").write_bytes(b"a zip a user put there")
+    assert ensure_release("ml-1m", zipped, url=url) == zipped / "ml-1m.zip"

@@ -6,11 +6,17 @@ asked for. A new model is one small module plus one line here.
 
 from __future__ import annotations
 
+import ast
 import importlib
+import importlib.util
+import sys
+from pathlib import Path
 
+from recommender.errors import UnknownModel
 from recommender.models.base import Context, Recommender
 
-__all__ = ["MODELS", "Recommender", "Context", "model_class", "make_model", "load_model"]
+__all__ = ["MODELS", "Recommender", "Context", "model_class", "make_model", "load_model",
+           "model_summary"]
 
 MODELS: dict[str, str] = {
     "global-mean": "recommender.models.baselines:GlobalMean",
@@ -30,11 +36,16 @@ MODELS: dict[str, str] = {
 }
 
 
-def model_class(name: str) -> type[Recommender]:
-    """The class registered under ``name``."""
+def _entry(name: str) -> tuple[str, str]:
     if name not in MODELS:
-        raise KeyError(f"unknown model {name!r}; known models: {', '.join(MODELS)}")
+        raise UnknownModel(f"unknown model {name!r}; known models: {', '.join(MODELS)}")
     module, cls = MODELS[name].split(":")
+    return module, cls
+
+
+def model_class(name: str) -> type[Recommender]:
+    """The class registered under ``name`` (imports its module, TensorFlow included)."""
+    module, cls = _entry(name)
     return getattr(importlib.import_module(module), cls)
 
 
@@ -46,3 +57,34 @@ def make_model(name: str, seed: int = 0, **params) -> Recommender:
 def load_model(path) -> Recommender:
     """Load any saved model from its artifact folder."""
     return Recommender.load(path)
+
+
+def model_summary(name: str) -> tuple[str, bool]:
+    """The first docstring line of model ``name`` and whether it predicts ratings.
+
+    Read from the module's source when the module is not loaded yet, so that listing the
+    models does not import TensorFlow (``recommender models`` answers in a fraction of a
+    second). Class attributes are looked up through base classes defined in the same module;
+    anything else falls back to :class:`Recommender`'s.
+    """
+    module, cls = _entry(name)
+    if module in sys.modules:
+        found = getattr(sys.modules[module], cls)
+        return (found.__doc__ or "").strip().splitlines()[0], found.predicts_ratings
+    tree = ast.parse(Path(importlib.util.find_spec(module).origin).read_text(encoding="utf-8"))
+    classes = {node.name: node for node in tree.body if isinstance(node, ast.ClassDef)}
+
+    def lookup(class_name: str, attribute: str):
+        node = classes.get(class_name)
+        if node is None:
+            return getattr(Recommender, attribute)
+        for stmt in node.body:
+            targets = (stmt.targets if isinstance(stmt, ast.Assign)
+                       else [stmt.target] if isinstance(stmt, ast.AnnAssign) else [])
+            if any(isinstance(t, ast.Name) and t.id == attribute for t in targets):
+                return ast.literal_eval(stmt.value)
+        bases = [b.id for b in node.bases if isinstance(b, ast.Name)]
+        return lookup(bases[0], attribute) if bases else getattr(Recommender, attribute)
+
+    doc = (ast.get_docstring(classes[cls]) or "").strip().splitlines()[0]
+    return doc, bool(lookup(cls, "predicts_ratings"))

@@ -13,6 +13,8 @@ the artifact, and the shipped defaults are the values tuned on a validation slic
 from __future__ import annotations
 
 import hashlib
+import math
+import re
 import time
 from pathlib import Path
 from typing import Any, ClassVar
@@ -22,10 +24,11 @@ import pandas as pd
 import scipy.sparse as sp
 
 from recommender.artifacts import read_artifact, write_artifact
+from recommender.errors import ParameterError
 from recommender.metrics import top_k
 from recommender.preprocessing import IdEncoder, Interactions
 
-__all__ = ["Recommender", "Context", "fingerprint"]
+__all__ = ["Recommender", "Context", "fingerprint", "table_fingerprint"]
 
 
 def fingerprint(ratings: pd.DataFrame) -> str:
@@ -37,8 +40,38 @@ def fingerprint(ratings: pd.DataFrame) -> str:
     return digest.hexdigest()[:16]
 
 
+def table_fingerprint(table: pd.DataFrame | None) -> str:
+    """A short content hash of any table (``"none"`` for no table): the movies and tags a
+    model read, so a saved model is reused only with the same side information."""
+    if table is None:
+        return "none"
+    digest = hashlib.sha1(",".join(map(str, table.columns)).encode())
+    for column in table.columns:
+        values = table[column]
+        if values.dtype == object:  # lists (genres) and strings hash through their text
+            values = values.astype(str)
+        digest.update(pd.util.hash_pandas_object(values, index=False).to_numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
 class Context(dict):
-    """Side information a model may use: ``movies`` and ``tags`` tables (both optional)."""
+    """Side information a model may use: ``movies`` and ``tags`` tables (both optional).
+
+    It remembers which tables the model asked for (:attr:`read`, even when the answer was
+    None), so that the fingerprints saved with the model cover exactly what the fit read.
+    """
+
+    def __init__(self, **tables: pd.DataFrame | None):
+        super().__init__(**tables)
+        self.read: set[str] = set()
+
+    def __getitem__(self, key: str):
+        self.read.add(key)
+        return super().__getitem__(key)
+
+    def get(self, key: str, default=None):
+        self.read.add(key)
+        return super().get(key, default)
 
     @property
     def movies(self) -> pd.DataFrame | None:
@@ -47,6 +80,37 @@ class Context(dict):
     @property
     def tags(self) -> pd.DataFrame | None:
         return self.get("tags")
+
+    def fingerprints(self) -> dict[str, str]:
+        """:func:`table_fingerprint` of every table the model read."""
+        return {key: table_fingerprint(dict.get(self, key)) for key in sorted(self.read)}
+
+
+def _convert(where: str, text: str, default: Any) -> Any:
+    """``text`` as a value of the type of ``default`` (one element's type for sequences)."""
+    if isinstance(default, bool):
+        lowered = text.strip().lower()
+        if lowered in ("true", "1", "yes", "on"):
+            return True
+        if lowered in ("false", "0", "no", "off"):
+            return False
+        raise ParameterError(f"{where}: {text!r} is not a boolean (true or false)")
+    if isinstance(default, (int, float)):
+        whole = isinstance(default, int)
+        try:
+            value = int(text) if whole else float(text)
+        except ValueError:
+            kind = "a whole number" if whole else "a number"
+            raise ParameterError(f"{where}: {text!r} is not {kind}") from None
+        if not math.isfinite(value) or (default >= 0 and value < 0):
+            raise ParameterError(f"{where}: {text!r} is impossible (expected a finite value"
+                                 f"{' >= 0' if default >= 0 else ''})")
+        return value
+    if isinstance(default, (tuple, list)):
+        element = default[0] if default else 0
+        parts = [p for p in re.split(r"[,\s]+", text.strip().strip("[]()")) if p]
+        return type(default)(_convert(where, p, element) for p in parts)
+    return text
 
 
 class Recommender:
@@ -57,10 +121,7 @@ class Recommender:
     defaults: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, seed: int = 0, **params: Any):
-        unknown = sorted(set(params) - set(self.defaults))
-        if unknown:
-            raise TypeError(f"{self.name}: unknown parameter(s) {', '.join(unknown)}; "
-                            f"known: {', '.join(sorted(self.defaults)) or 'none'}")
+        self._check_known(params)
         self.params: dict[str, Any] = {**self.defaults, **params}
         self.seed = int(seed)
         self.users: IdEncoder | None = None
@@ -70,14 +131,37 @@ class Recommender:
         self.rating_scale = (0.5, 5.0)
         self.meta: dict[str, Any] = {}
 
+    @classmethod
+    def _check_known(cls, params: dict) -> None:
+        unknown = sorted(set(params) - set(cls.defaults))
+        if unknown:
+            raise ParameterError(f"{cls.name}: unknown parameter(s) {', '.join(unknown)}; "
+                                 f"known: {', '.join(sorted(cls.defaults)) or 'none'}")
+
+    @classmethod
+    def parse_params(cls, raw: dict[str, str]) -> dict[str, Any]:
+        """Typed hyperparameters from ``key=value`` text (the command line's ``--param``).
+
+        Each value takes the type of the key's default: booleans from true/false (yes/no,
+        1/0), whole numbers, finite numbers (not negative where the default is not),
+        sequences from comma-separated items (``hidden=64,32``), text as is.
+
+        Raises:
+            ParameterError: an unknown key, a value of the wrong type or an impossible one.
+        """
+        cls._check_known(raw)
+        return {key: _convert(f"{cls.name}: parameter {key}", text, cls.defaults[key])
+                for key, text in raw.items()}
+
     # -- fitting ---------------------------------------------------------------------------
 
     def fit(self, train: pd.DataFrame, movies: pd.DataFrame | None = None,
             tags: pd.DataFrame | None = None) -> "Recommender":
         """Fit on a ratings table (``userId, movieId, rating[, timestamp]``).
 
-        Records ``fit_seconds`` and the ``train_fingerprint`` in :attr:`meta` (saved with the
-        artifact), so a saved model can be reused only for the data it was trained on.
+        Records ``fit_seconds``, the ``train_fingerprint`` and the ``context_fingerprint`` of the
+        side tables the fit read in :attr:`meta` (saved with the artifact), so a saved model is
+        reused only for the data it was trained on.
         """
         start = time.perf_counter()
         data = Interactions.from_ratings(train)
@@ -85,9 +169,11 @@ class Recommender:
         self.seen = data.matrix("binary")
         self.global_mean = float(np.mean(data.rating))
         self.rating_scale = (float(data.rating.min()), float(data.rating.max()))
-        self._fit(data, Context(movies=movies, tags=tags))
+        context = Context(movies=movies, tags=tags)
+        self._fit(data, context)
         self.meta.update(fit_seconds=time.perf_counter() - start,
-                         train_fingerprint=fingerprint(train))
+                         train_fingerprint=fingerprint(train),
+                         context_fingerprint=context.fingerprints())
         return self
 
     def _fit(self, data: Interactions, context: Context) -> None:
@@ -118,6 +204,11 @@ class Recommender:
 
     def _predict(self, user_index: np.ndarray, item_index: np.ndarray) -> np.ndarray:
         raise NotImplementedError
+
+    def extra_metrics(self, test: pd.DataFrame) -> dict[str, float]:
+        """Metrics particular to this kind of model that evaluation adds (none here; the
+        classifier adds accuracy, F1, ROC-AUC...)."""
+        return {}
 
     def score(self, user_index: np.ndarray) -> np.ndarray:
         """Scores ``(len(user_index), n_items)`` over the train catalogue; higher is better."""

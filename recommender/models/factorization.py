@@ -41,13 +41,16 @@ import pandas as pd
 import tensorflow as tf
 
 from recommender import metrics
+from recommender.errors import DataError, ParameterError
 from recommender.models.base import Context, Recommender
-from recommender.preprocessing import Interactions, movie_features
+from recommender.preprocessing import (Interactions, movie_features, training_tags,
+                                      user_activity)
 from recommender.splits import validation_split
 from recommender.training import History, TrainConfig, fit_loop, set_seed, strategy
 
 __all__ = ["Regression", "HybridRegression", "Classification", "classification_report",
-           "calibration", "error_buckets", "item_embedding_2d", "dense_vs_sparse"]
+           "calibration", "error_buckets", "item_embedding_2d", "dense_vs_sparse",
+           "positive_weight"]
 
 _PAIR_CELLS = 2**18  # user x movie pairs scored at once when an MLP head is present
 
@@ -189,16 +192,16 @@ class _Factorization(Recommender):
     def __init__(self, seed: int = 0, **params: Any):
         super().__init__(seed, **params)
         if self.params["data_path"] not in ("sparse", "dense"):
-            raise ValueError(f"{self.name}: data_path must be 'sparse' or 'dense', "
+            raise ParameterError(f"{self.name}: data_path must be 'sparse' or 'dense', "
                              f"not {self.params['data_path']!r}")
         if self.params["penalty"] not in ("table", "batch"):
-            raise ValueError(f"{self.name}: penalty must be 'table' or 'batch', "
+            raise ParameterError(f"{self.name}: penalty must be 'table' or 'batch', "
                              f"not {self.params['penalty']!r}")
         if self.params["data_path"] == "dense" and self.params["penalty"] == "batch":
-            raise ValueError(f"{self.name}: the dense path trains on one full batch; "
+            raise ParameterError(f"{self.name}: the dense path trains on one full batch; "
                              "use penalty='table' with it")
         if self.params["data_path"] == "dense" and self.params["hidden"]:
-            raise ValueError(f"{self.name}: the dense path is the seed's plain factorisation; "
+            raise ParameterError(f"{self.name}: the dense path is the seed's plain factorisation; "
                              "use data_path='sparse' with an MLP head (hidden=...)")
         self.history: list[History] = []
 
@@ -239,10 +242,11 @@ class _Factorization(Recommender):
         if not self.params["features"]:
             return None
         if context.movies is None:
-            raise ValueError(f"{self.name}: features=True needs the movies table: "
+            raise DataError(f"{self.name}: features=True needs the movies table: "
                              "fit(train, movies=...), or --movies on the command line "
                              "(tags are optional)")
-        return movie_features(context.movies, data.items, context.tags).toarray()
+        tags = training_tags(context.tags, data)
+        return movie_features(context.movies, data.items, tags).toarray()
 
     def _train(self, shape: tuple[int, int], fit: pd.DataFrame, held: pd.DataFrame | None,
                features: np.ndarray | None, epochs: int) -> History:
@@ -392,7 +396,8 @@ class Classification(_Factorization):
     """
 
     name = "classification"
-    defaults = {**_Factorization.defaults, "threshold": 4.0, "balance": True}
+    defaults = {**_Factorization.defaults, "threshold": metrics.RELEVANT_RATING,
+                "balance": True}
 
     def _target(self, rating: np.ndarray) -> np.ndarray:
         return (rating >= self.params["threshold"]).astype(np.float32)
@@ -400,7 +405,7 @@ class Classification(_Factorization):
     def _offset(self, target: np.ndarray) -> float:
         positives, total = float(target.sum()), float(len(target))
         if not 0 < positives < total:
-            raise ValueError(f"{self.name}: train needs both liked and disliked ratings "
+            raise DataError(f"{self.name}: train needs both liked and disliked ratings "
                              f"(threshold {self.params['threshold']})")
         self.pos_weight = (total - positives) / positives if self.params["balance"] else 1.0
         return float(np.log(self.pos_weight * positives / (total - positives)))
@@ -408,12 +413,23 @@ class Classification(_Factorization):
     def _loss(self, output: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
         return tf.nn.weighted_cross_entropy_with_logits(target, output, self.pos_weight)
 
+    def extra_metrics(self, test: pd.DataFrame) -> dict[str, float]:
+        """Accuracy, precision, recall, F1, ROC-AUC and log loss of P(like) on ``test``."""
+        return classification_report(self, test)
+
     def predict_proba(self, users, movies) -> np.ndarray:
         """P(like) for raw ``(userId, movieId)`` pairs; unseen ids fall back to the biases."""
         self._check_fitted()
         u = self.users.encode(np.asarray(users), unknown="missing")
         i = self.items.encode(np.asarray(movies), unknown="missing")
         return (1.0 / (1.0 + np.exp(-self._output(u, i)))).astype(np.float32)
+
+
+def positive_weight(liked) -> float:
+    """The weight of a like in the balanced loss: dislikes / likes, so both classes weigh the
+    same (``liked``: booleans or 0/1 labels of the training pairs)."""
+    liked = np.asarray(liked, dtype=bool)
+    return float((~liked).sum() / liked.sum())
 
 
 def _labels_and_probabilities(model: Classification,
@@ -475,17 +491,17 @@ def error_buckets(predictions: pd.DataFrame, train: pd.DataFrame,
             ``Evaluation.predictions``).
         train: the ratings the model was fitted on; a user's activity and a movie's popularity
             are their numbers of train ratings (0 when unseen).
-        n_buckets: quantile buckets (``pd.qcut``; fewer when counts tie).
+        n_buckets: quantile buckets of movie popularity (``pd.qcut``; fewer when counts tie).
 
     Returns:
         ``predictions`` plus ``error`` (prediction - rating), ``abs_error``, ``squared_error``,
-        ``user_activity`` and ``movie_popularity`` (ordered categories labelled by count range).
+        ``user_activity`` (the buckets of :func:`recommender.preprocessing.user_activity`) and
+        ``movie_popularity`` (ordered categories labelled by count range).
     """
-    users = predictions["userId"].map(train["userId"].value_counts()).fillna(0)
     movies = predictions["movieId"].map(train["movieId"].value_counts()).fillna(0)
     error = predictions["prediction"] - predictions["rating"]
     return predictions.assign(error=error, abs_error=error.abs(), squared_error=error ** 2,
-                              user_activity=_count_buckets(users, n_buckets),
+                              user_activity=user_activity(predictions["userId"], train),
                               movie_popularity=_count_buckets(movies, n_buckets))
 
 

@@ -45,6 +45,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from recommender import metrics
+from recommender.errors import ParameterError
 from recommender.models.base import Context, Recommender
 from recommender.models.baselines import ease_inputs, ease_weights
 from recommender.preprocessing import Interactions, genre_matrix
@@ -54,7 +55,6 @@ __all__ = ["Softmax", "LOSSES", "sampling_distribution", "sample_negatives",
 
 LOSSES = ("full", "sampled-uniform", "sampled-popularity", "in-batch", "positives-only")
 _MASKED = -1e9  # logit of a masked candidate: exp() underflows to 0 without NaN gradients
-_RELEVANT = 4.0  # validation relevance threshold, as in the benchmark protocol
 
 
 # ---------------------------------------------------------------------------------------------
@@ -334,7 +334,7 @@ class Softmax(Recommender):
         from recommender.training import TrainConfig
 
         if self.params["loss"] not in LOSSES:
-            raise ValueError(f"softmax: unknown loss {self.params['loss']!r}; "
+            raise ParameterError(f"softmax: unknown loss {self.params['loss']!r}; "
                              f"choose from {', '.join(LOSSES)}")
         if self.params["use_genres"] and context.movies is not None:
             self.genres = genre_matrix(context.movies, data.items)[0].toarray()
@@ -499,7 +499,7 @@ def _holdout(ratings: sp.csr_matrix, fraction: float,
 
 def _relevance(validation: sp.csr_matrix) -> tuple[np.ndarray, sp.csr_matrix]:
     """Users with a held-out movie rated >= 4, and their binary relevance rows."""
-    liked = validation.multiply(validation >= _RELEVANT).tocsr()
+    liked = validation.multiply(validation >= metrics.RELEVANT_RATING).tocsr()
     liked.eliminate_zeros()
     users = np.flatnonzero(np.diff(liked.indptr) > 0)
     relevant = liked[users]
