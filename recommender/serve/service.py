@@ -215,12 +215,12 @@ def load_models(names: list[str], data: MovieLens, artifacts: Path | None, stric
     Returns:
         ``{name: (model, where it came from)}``.
     """
-    from tqdm.auto import tqdm
+    from recommender.progress import progress_bar
 
     catalogue = data.movies["movieId"].to_numpy()
     out: dict[str, tuple[Recommender, str]] = {}
-    bar = tqdm(list(dict.fromkeys(names)), desc="models", unit="model", disable=not progress,
-               file=sys.stderr)
+    bar = progress_bar(list(dict.fromkeys(names)), enabled=progress, desc="models",
+                       unit="model", file=sys.stderr)
     for name in bar:
         path = artifacts / name if artifacts else None
         model = None
