@@ -120,10 +120,16 @@ def fit_and_evaluate(name: str, train: pd.DataFrame, test: pd.DataFrame,
                      **params) -> tuple[Recommender, Evaluation]:
     """Make the registered model ``name``, fit it on ``train`` (timed) and evaluate on ``test``.
 
-    With ``cache_dir``, a model saved at ``cache_dir/name`` with the same settings, seed,
-    training data and side tables (the movies and tags its fit read) is loaded instead of refitted (its recorded fit time is reported), and a
-    freshly fitted model is saved there. Notebooks share trained models this way.
+    The model sees only the tags it could know at training time (:func:`splits.known_tags`:
+    a tag on a held-out rating would tell it which movies the user watched). With
+    ``cache_dir``, a model saved at ``cache_dir/name`` with the same settings, seed, training
+    data and side tables (the movies and tags its fit read) is loaded instead of refitted (its
+    recorded fit time is reported), and a freshly fitted model is saved there. Notebooks share
+    trained models this way.
     """
+    from recommender.splits import known_tags
+
+    tags = known_tags(tags, train, test)
     model = make_model(name, seed=seed, **params)
     path = Path(cache_dir) / name if cache_dir else None
     cached = _cached(path, model, train, {"movies": movies, "tags": tags}) if path else None

@@ -25,7 +25,6 @@ __all__ = [
     "tag_tfidf",
     "movie_features",
     "content_features",
-    "training_tags",
     "user_activity",
     "ACTIVITY_BINS",
     "ACTIVITY_LABELS",
@@ -128,23 +127,6 @@ def user_activity(user_ids, train: pd.DataFrame) -> pd.Categorical:
     """The activity bucket (:data:`ACTIVITY_LABELS`) of each user: their train ratings."""
     counts = pd.Series(np.asarray(user_ids)).map(train["userId"].value_counts()).fillna(0)
     return pd.Categorical(pd.cut(counts, ACTIVITY_BINS, labels=ACTIVITY_LABELS))
-
-
-def training_tags(tags: pd.DataFrame | None, data: Interactions) -> pd.DataFrame | None:
-    """The tags a model may learn from: those whose user rated the tagged movie in train.
-
-    A tag is written by someone who watched the movie, so a tag on a held-out (test) rating
-    would tell the model which movies the user watched; tags whose rating is not in train
-    are left out (on ml-latest-small-u20, 783 of 1,296 tags are kept and the 156 that sit
-    on test ratings are gone).
-    """
-    if tags is None:
-        return None
-    u = data.users.encode(tags["userId"].to_numpy(), unknown="missing")
-    i = data.items.encode(tags["movieId"].to_numpy(), unknown="missing")
-    codes = u * data.n_items + i
-    seen = data.user_index.astype(np.int64) * data.n_items + data.item_index
-    return tags[(u >= 0) & (i >= 0) & np.isin(codes, seen)]
 
 
 def filter_min_counts(ratings: pd.DataFrame, min_user: int = 1, min_movie: int = 1,

@@ -17,7 +17,8 @@ def test_environment_yml_pins_what_pyproject_pins():
     python = next(d for d in conda if d.startswith("python"))
     assert python == "python=3.11" and project["requires-python"] == ">=3.11,<3.12"
     pins = [p for p in pip if not p.startswith("-e")]
-    assert all(re.fullmatch(r"[A-Za-z0-9_.-]+==[\w.]+", p) for p in pins), pins
+    assert all(re.fullmatch(r"[A-Za-z0-9_.-]+(\[\w+\])?==[\w.]+", p) for p in pins), pins
     assert sorted(pins) == sorted(project["dependencies"]
-                                  + project["optional-dependencies"]["dev"])
+                                  + project["optional-dependencies"]["dev"]
+                                  + project["optional-dependencies"]["serve"])
     assert "-e ." in pip  # the package itself, whose dependencies are the same pins

@@ -122,3 +122,25 @@ def test_evaluate_refuses_a_list_length_below_one(synthetic_small):
     model = make_model("popularity").fit(synthetic_small.ratings)
     with pytest.raises(UsageError, match="k \\(the list length\\)"):
         evaluate(model, synthetic_small.ratings, k=0)
+
+
+def test_fit_and_evaluate_hides_tags_on_held_out_ratings(synthetic_small, monkeypatch):
+    """A tag on a test rating tells which movie the user watched: the fit never sees it."""
+    from recommender.models.baselines import Biases
+    from recommender.splits import per_user_split
+
+    train, test = per_user_split(synthetic_small.ratings, 0.2, seed=0)
+    on_test, on_train = test.iloc[0], train.iloc[0]
+    tags = pd.DataFrame({"userId": [on_test.userId, on_train.userId],
+                         "movieId": [on_test.movieId, on_train.movieId],
+                         "tag": ["leak", "fine"], "timestamp": [0, 0]})
+    seen = []
+    original = Biases._fit
+
+    def records_tags(self, data, context):
+        seen.append(context.tags["tag"].tolist())
+        original(self, data, context)
+
+    monkeypatch.setattr(Biases, "_fit", records_tags)
+    fit_and_evaluate("baseline", train, test, tags=tags)
+    assert seen == [["fine"]]

@@ -67,18 +67,6 @@ def test_movie_features_align_with_encoder():
     assert feats[1, -1] > 0 and feats[0, -1] == 0
 
 
-def test_training_tags_keep_only_tags_on_train_ratings():
-    from recommender.preprocessing import Interactions, training_tags
-
-    train = pd.DataFrame({"userId": [1, 1, 2], "movieId": [10, 20, 10], "rating": [4.0, 3.0, 5.0]})
-    tags = pd.DataFrame({"userId": [1, 1, 2, 3], "movieId": [10, 30, 20, 10],
-                         "tag": ["kept", "test movie", "not rated", "unknown user"],
-                         "timestamp": [0, 0, 0, 0]})
-    kept = training_tags(tags, Interactions.from_ratings(train))
-    assert kept["tag"].tolist() == ["kept"]
-    assert training_tags(None, Interactions.from_ratings(train)) is None
-
-
 def test_user_activity_buckets_are_one_definition():
     from recommender.preprocessing import ACTIVITY_LABELS, user_activity
 

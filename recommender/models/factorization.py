@@ -43,8 +43,7 @@ import tensorflow as tf
 from recommender import metrics
 from recommender.errors import DataError, ParameterError
 from recommender.models.base import Context, Recommender
-from recommender.preprocessing import (Interactions, movie_features, training_tags,
-                                      user_activity)
+from recommender.preprocessing import Interactions, movie_features, user_activity
 from recommender.splits import validation_split
 from recommender.training import History, TrainConfig, fit_loop, set_seed, strategy
 
@@ -245,8 +244,7 @@ class _Factorization(Recommender):
             raise DataError(f"{self.name}: features=True needs the movies table: "
                              "fit(train, movies=...), or --movies on the command line "
                              "(tags are optional)")
-        tags = training_tags(context.tags, data)
-        return movie_features(context.movies, data.items, tags).toarray()
+        return movie_features(context.movies, data.items, context.tags).toarray()
 
     def _train(self, shape: tuple[int, int], fit: pd.DataFrame, held: pd.DataFrame | None,
                features: np.ndarray | None, epochs: int) -> History:

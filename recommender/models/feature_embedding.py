@@ -119,8 +119,7 @@ class FeatureEmbedding(Recommender):
     """Seed 000: content-based movie embeddings, users as their watched movies, P(watched).
 
     See the module docstring for the model, the two stages and the density formula.
-    Needs the movies table (tags and an overview column optional); tags with a timestamp
-    after the last train rating are ignored. Movies in the movies table at fit time are
+    Needs the movies table (tags and an overview column optional). Movies in the movies table at fit time are
     scored from their content even with no rating in train (cold movies); other movies
     outside train score ``-inf``. There is no refit: the validation movies' ratings stay out
     of training, and those movies are scored from their content with an id bias of 0.
@@ -159,8 +158,6 @@ class FeatureEmbedding(Recommender):
                              "or --movies on the command line (tags are optional)")
         p = self.params
         tags = context.tags
-        if tags is not None and "timestamp" in tags and len(data.timestamp):
-            tags = tags[tags["timestamp"] <= data.timestamp.max()]  # known when training ends
         self.catalogue = IdEncoder.fit(np.concatenate([data.items.ids,
                                                        context.movies["movieId"].to_numpy()]))
         content, _ = content_features(context.movies, self.catalogue.ids, tags, p["max_words"])

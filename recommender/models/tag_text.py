@@ -107,8 +107,6 @@ class TagText(Recommender):
         if p["genres"] and context.movies is None:
             raise ValueError(f"{self.name}: genres=True needs the movies table "
                              "(or genres=false)")
-        if "timestamp" in tags and len(data.timestamp):
-            tags = tags[tags["timestamp"] <= data.timestamp.max()]  # known when training ends
         known = [data.items.ids, tags["movieId"].to_numpy()]
         if context.movies is not None:
             known.append(context.movies["movieId"].to_numpy())
