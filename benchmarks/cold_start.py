@@ -12,7 +12,6 @@ Usage: ``python benchmarks/cold_start.py [--models content popularity] [--json c
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import pandas as pd

@@ -266,6 +266,10 @@ def cold_start_users(table: pd.DataFrame):
         ax.set(xlabel="ratings revealed per new user", title=f"New users: {metric}")
         ax.set_xticks(sorted(rows["revealed"].unique()))
     axes[1].legend(loc="center left", bbox_to_anchor=(1, 0.5), fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
 def per_epoch(trace: pd.DataFrame, metrics: list[str]):
     """One panel per metric against the epoch, a line per ``run`` (columns ``run``, ``epoch``
     and the metrics)."""

@@ -1,6 +1,5 @@
 """Id encoders, sparse matrices, count filters, the seed-003 ratings matrix, movie features."""
 
-import numpy as np
 import pandas as pd
 import pytest
 

@@ -10,6 +10,7 @@ import shutil
 import sys
 import tempfile
 
+from recommender.errors import UsageError
 from recommender.serve.service import ServeConfig, Service
 
 __all__ = ["serve", "is_loopback", "worker_models", "TOKEN_ENV_VAR", "CONFIG_ENV_VAR"]
@@ -44,17 +45,17 @@ def serve(config: ServeConfig, host: str = "127.0.0.1", port: int = 8000,
     per worker); the workers share the store.
 
     Raises:
-        ValueError: ``host`` is not a loopback address and no write token was given (on the
+        UsageError: ``host`` is not a loopback address and no write token was given (on the
             command line or in ``RECOMMENDER_WRITE_TOKEN``).
     """
     token = write_token or os.environ.get(TOKEN_ENV_VAR) or None
     if not is_loopback(host) and not token:
-        raise ValueError(f"refusing to listen on {host}: beyond loopback, writes need a token "
+        raise UsageError(f"refusing to listen on {host}: beyond loopback, writes need a token "
                          f"(--write-token or {TOKEN_ENV_VAR}); or use --host 127.0.0.1")
     if not 0 < port < 65536:
-        raise ValueError(f"--port {port}: expected 1-65535")
+        raise UsageError(f"--port {port}: expected 1-65535")
     if not 1 <= workers <= 64:
-        raise ValueError(f"--workers {workers}: expected 1-64")
+        raise UsageError(f"--workers {workers}: expected 1-64")
     import uvicorn
 
     from recommender.serve.app import create_app

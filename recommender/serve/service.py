@@ -21,6 +21,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from recommender.data import MovieLens
+from recommender.errors import DataError
 from recommender.models import Recommender, load_model, make_model, model_class
 from recommender.models.baselines import EASE, ease_inputs
 from recommender.serve.store import RatingsStore
@@ -230,7 +231,7 @@ def load_models(names: list[str], data: MovieLens, artifacts: Path | None, stric
             foreign = np.setdiff1d(saved.items.ids, catalogue)
             if saved.name != name or len(foreign):
                 if strict:
-                    raise ValueError(f"{path}: this {saved.name} artifact knows {len(foreign)} "
+                    raise DataError(f"{path}: this {saved.name} artifact knows {len(foreign)} "
                                      f"movies that {data.name} lacks; it was trained on "
                                      f"another dataset")
             else:

@@ -15,6 +15,8 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
+from recommender.errors import UsageError
+
 __all__ = ["RatingsStore", "StoredRating", "database_url"]
 
 _META = sa.MetaData()
@@ -91,7 +93,7 @@ class RatingsStore:
         url = sa.engine.make_url(database_url(target))
         self.dialect = url.get_backend_name()
         if self.dialect not in ("sqlite", "postgresql"):
-            raise ValueError(f"unsupported database {url.drivername!r}: use a SQLite path or a "
+            raise UsageError(f"unsupported database {url.drivername!r}: use a SQLite path or a "
                              f"postgresql:// URL")
         if self.dialect == "sqlite" and url.database not in (None, "", ":memory:"):
             Path(url.database).parent.mkdir(parents=True, exist_ok=True)

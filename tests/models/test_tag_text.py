@@ -1,7 +1,6 @@
 """Tag text (seed 002): the cosine embedding loss, texts without leaks, learning, fold-in."""
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from recommender.models import load_model, make_model
