@@ -29,8 +29,9 @@ __all__ = [
 ]
 
 ScoreFn = Callable[[np.ndarray], np.ndarray]
-_BATCH_CELLS = 2**23  # scores held at once: 8M float32 = 32 MB
-_SAMPLE = 1024  # columns sampled per row to bound its k-th best score (see _top_k_rows)
+_BATCH_CELLS = 2**25  # scores held at once: 32M float32 = 128 MB (matrix products
+# of a few hundred users at a time run near the BLAS peak; 142 users did not)
+_SAMPLE = 4096  # columns sampled per row to bound its k-th best score (see _top_k_rows)
 
 
 def rmse(true, pred) -> float:
@@ -46,7 +47,7 @@ def mae(true, pred) -> float:
 
 
 def iter_batches(n: int, n_items: int, batch_size: int | None = None) -> Iterator[slice]:
-    """Slices over ``n`` users sized so that one batch of scores stays about 32 MB."""
+    """Slices over ``n`` users sized so that one batch of scores stays about 128 MB."""
     size = batch_size or max(1, _BATCH_CELLS // max(n_items, 1))
     for start in range(0, n, size):
         yield slice(start, min(start + size, n))
@@ -80,23 +81,32 @@ def _top_k_exact(scores: np.ndarray, k: int) -> np.ndarray:
     return np.take_along_axis(cols, order, axis=1)
 
 
+def _row_then_descending(rows: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """uint64 keys that sort by row, then by float32 value descending (an integer sort is
+    several times faster than ``lexsort`` on two keys)."""
+    bits = (values.astype(np.float32) + np.float32(0)).view(np.uint32)  # -0.0 becomes 0.0
+    ascending = np.where(bits >> 31, ~bits, bits | np.uint32(1 << 31))  # IEEE order as uint
+    return (rows.astype(np.uint64) << np.uint64(32)) | (~ascending).astype(np.uint64)
+
+
 def _top_k_rows(scores: np.ndarray, k: int) -> np.ndarray:
     """Top ``k`` column indices per row, by descending score then ascending column index.
 
     A full selection per row (``argpartition``) was most of top-K's time on big catalogues,
-    so rows are cut by a bound first: the k-th best score of a strided sample of about
-    ``_SAMPLE`` columns is at most the row's k-th best, so every column of the row's top k,
-    ties included, scores at least that much. Only the columns at or above the bound (about
-    ``k * columns / _SAMPLE`` per row) are sorted, in one ``lexsort`` for the whole batch.
-    Small catalogues, long lists and rows whose sample holds fewer than ``k`` finite scores
+    so rows are cut by a bound first: the k-th best score of a strided sample of every
+    ``step``-th column (``_SAMPLE`` columns, or a quarter of the row) is at most the row's
+    k-th best, so every column of the row's top k, ties included, scores at least that much.
+    Only the columns at or above the bound (about ``k * step`` per row) are sorted, in one
+    integer sort for the whole batch: 15x faster than the full selection at 59,047 movies.
+    Tiny catalogues, long lists and rows whose sample holds fewer than ``k`` finite scores
     take the full selection (:func:`_top_k_exact`). Either way the result is exact.
     """
     n = scores.shape[1]
     k = min(k, n)
     if k == 0:
         return np.empty((scores.shape[0], 0), np.int64)
-    step = n // _SAMPLE
-    if step < 4 or 8 * k > _SAMPLE:
+    step = max(4, n // _SAMPLE)
+    if n // step < 2 * k:
         return _top_k_exact(scores, k)
     bound = np.partition(scores[:, ::step], -k, axis=1)[:, -k]
     hard = ~np.isfinite(bound)
@@ -104,9 +114,9 @@ def _top_k_rows(scores: np.ndarray, k: int) -> np.ndarray:
     if hard.any():
         out[hard] = _top_k_exact(scores[hard], k)
         bound[hard] = np.nan  # compares False: no candidate from these rows below
-    rows, cols = np.nonzero(scores >= bound[:, None])
-    order = np.lexsort((cols, -scores[rows, cols], rows))  # row, score down, index up
-    rows, cols = rows[order], cols[order]
+    rows, cols = np.divmod(np.flatnonzero(scores >= bound[:, None]), n)  # by row, column
+    order = np.argsort(_row_then_descending(rows, scores[rows, cols]), kind="stable")
+    rows, cols = rows[order], cols[order]  # by row, score descending, column ascending
     rank = np.arange(len(rows)) - np.searchsorted(rows, rows)  # position within its row
     out[~hard] = cols[rank < k].reshape(-1, k)  # every such row has >= k candidates
     return out
@@ -117,7 +127,7 @@ def top_k(score_fn: ScoreFn, users: np.ndarray, k: int, n_items: int,
           progress: bool = False) -> np.ndarray:
     """The ``k`` best items for each user, batched over users.
 
-    Memory: one batch of scores (``batch_size`` users x ``n_items`` float32, about 32 MB by
+    Memory: one batch of scores (``batch_size`` users x ``n_items`` float32, about 128 MB by
     default) plus its selection (a boolean mask of the same shape and the candidates above
     each row's bound), whatever the number of users.
 
@@ -130,7 +140,7 @@ def top_k(score_fn: ScoreFn, users: np.ndarray, k: int, n_items: int,
         n_items: catalogue size (to size batches).
         exclude: users x items matrix whose non-zeros are removed from the candidates
             (the movies each user rated in train).
-        batch_size: users per batch (default: about 32 MB of scores).
+        batch_size: users per batch (default: about 128 MB of scores).
         progress: show a tqdm bar.
 
     Returns:

@@ -136,7 +136,7 @@ def tied_scores(n_users: int, n_items: int, seed: int) -> tuple[np.ndarray, sp.c
     return scores, seen.tocsr()
 
 
-@pytest.mark.parametrize("n_items, sample", [(6000, 1024), (400, 32), (50, 1024)])
+@pytest.mark.parametrize("n_items, sample", [(6000, 1024), (400, 32), (50, 4096)])
 def test_batched_top_k_matches_brute_force(monkeypatch, n_items, sample):
     # (6000, 1024) and (400, 32) take the sampled-bound path, (50, ...) the full selection
     monkeypatch.setattr(metrics, "_SAMPLE", sample)
