@@ -163,17 +163,12 @@ def fit_loop(module: tf.Module, loss_fn: LossFn, data: dict[str, np.ndarray],
         losses = strat.run(replica_step, args=(batch,))
         return strat.reduce(tf.distribute.ReduceOp.SUM, losses, axis=None)
 
-    history = History()
-    best_weights = None
-    waited = 0
-    start = time.perf_counter()
-    bar = tqdm(range(1, config.epochs + 1), desc=description, disable=not config.progress,
-               leave=False)
-    for epoch in bar:
-        epoch_start = time.perf_counter()
-        order = rng.permutation(n)
-        total, steps = 0.0, 0
-        for lo in range(0, n - batch_size + 1, batch_size):  # full batches; order reshuffles
+    n_steps = n // batch_size  # full batches only; the order reshuffles every epoch
+
+    def python_epoch(order: np.ndarray) -> float:
+        """One epoch batch by batch from Python: for ``batch_fn`` and for several replicas."""
+        total = 0.0
+        for lo in range(0, n_steps * batch_size, batch_size):
             rows = order[lo: lo + batch_size]
             batch = {k: v[rows] for k, v in data.items()}
             if batch_fn is not None:
@@ -184,7 +179,36 @@ def fit_loop(module: tf.Module, loss_fn: LossFn, data: dict[str, np.ndarray],
                     lambda ctx, t=tensors: {k: tf.split(v, replicas)[ctx.replica_id_in_sync_group]
                                             for k, v in t.items()})
             total += float(step(tensors))
-            steps += 1
+        return total
+
+    if batch_fn is None and replicas == 1:
+        # The whole epoch is one graph: the batches are gathered from the data (held once as
+        # tensors) inside a loop, so a step costs no Python, no conversion and no sync, which
+        # was a fifth of an epoch at MovieLens-25M scale; same batches, same steps.
+        tensors = {k: tf.convert_to_tensor(v) for k, v in data.items()}
+
+        @tf.function
+        def graph_epoch(order: tf.Tensor) -> tf.Tensor:
+            total = tf.constant(0.0, tf.float64)
+            for s in tf.range(n_steps):
+                rows = order[s * batch_size: (s + 1) * batch_size]
+                batch = {k: tf.gather(t, rows) for k, t in tensors.items()}
+                total += tf.cast(step(batch), tf.float64)
+            return total
+
+        run_epoch = lambda order: float(graph_epoch(tf.constant(order)))  # noqa: E731
+    else:
+        run_epoch = python_epoch
+
+    history = History()
+    best_weights = None
+    waited = 0
+    start = time.perf_counter()
+    bar = tqdm(range(1, config.epochs + 1), desc=description, disable=not config.progress,
+               leave=False)
+    for epoch in bar:
+        epoch_start = time.perf_counter()
+        total, steps = run_epoch(rng.permutation(n)), n_steps
         train_seconds = time.perf_counter() - epoch_start
         history.examples_seen += steps * batch_size
         loss = total / max(steps, 1)
