@@ -8,13 +8,17 @@ plots; a tqdm bar; and a guard that stops with a clear error when the loss is Na
 Models hand the loop two things: the variables to train (any ``tf.Module``/Keras model built
 inside :func:`strategy` 's scope) and a loss function mapping a batch (a dict of tensors) to
 ``(per_example_loss, regularisation)``. The loop averages per-example losses over the global
-batch, so the same model code runs under the default strategy and under ``MirroredStrategy``
-when GPUs are present.
+batch, so the same model code runs under the default strategy, under ``MirroredStrategy``
+when GPUs are present, and under ``MultiWorkerMirroredStrategy`` across machines when
+``TF_CONFIG`` names a cluster (see :func:`strategy`): each replica takes its slice of every
+global batch and gradients are summed, so the workers train the model one process would.
 """
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -75,23 +79,26 @@ class History:
 
 
 def strategy() -> tf.distribute.Strategy:
-    """``MirroredStrategy`` over the visible GPUs when there are any, else the default one.
+    """The strategy every model trains under, chosen once per process.
 
+    ``MultiWorkerMirroredStrategy`` when the ``TF_CONFIG`` environment variable names a
+    cluster of several workers (each worker runs the same program; batches are split across
+    them and gradients summed, so they train the model one process would), else
+    ``MirroredStrategy`` over the visible GPUs when there are any, else the default one.
+    On a cluster, call it first thing: TensorFlow sets up collective ops at start-up.
     Models create their variables inside ``strategy().scope()``.
     """
-    if tf.config.list_logical_devices("GPU"):
-        return _mirrored()
-    return tf.distribute.get_strategy()
+    global _STRATEGY
+    if _STRATEGY is None:
+        if len(json.loads(os.environ.get("TF_CONFIG") or "{}").get("cluster", {})
+               .get("worker", [])) > 1:
+            _STRATEGY = tf.distribute.MultiWorkerMirroredStrategy()
+        elif tf.config.list_logical_devices("GPU"):
+            _STRATEGY = tf.distribute.MirroredStrategy()
+    return _STRATEGY or tf.distribute.get_strategy()
 
 
-_MIRRORED: tf.distribute.Strategy | None = None
-
-
-def _mirrored() -> tf.distribute.Strategy:
-    global _MIRRORED
-    if _MIRRORED is None:
-        _MIRRORED = tf.distribute.MirroredStrategy()
-    return _MIRRORED
+_STRATEGY: tf.distribute.Strategy | None = None
 
 
 def set_seed(seed: int) -> None:
@@ -148,15 +155,27 @@ def fit_loop(module: tf.Module, loss_fn: LossFn, data: dict[str, np.ndarray],
         optimizer = _optimizer(config.optimizer, config.learning_rate)
     variables = module.trainable_variables
 
-    @tf.function(jit_compile=config.jit_compile, reduce_retracing=True)
-    def replica_step(batch):
+    def gradients(batch):
         with tf.GradientTape() as tape:
             per_example, reg = loss_fn(batch)
             loss = tf.nn.compute_average_loss(per_example, global_batch_size=batch_size)
             loss += reg / replicas
-        grads = tape.gradient(loss, variables)
-        optimizer.apply_gradients(zip(grads, variables))
-        return loss
+        return loss, tape.gradient(loss, variables)
+
+    if replicas == 1:  # one XLA program per step, update included
+        @tf.function(jit_compile=config.jit_compile, reduce_retracing=True)
+        def replica_step(batch):
+            loss, grads = gradients(batch)
+            optimizer.apply_gradients(zip(grads, variables))
+            return loss
+    else:  # XLA has no collectives on CPU: the all-reduce and the update run outside it
+        compiled = tf.function(gradients, jit_compile=config.jit_compile, reduce_retracing=True)
+
+        @tf.function(reduce_retracing=True)
+        def replica_step(batch):
+            loss, grads = compiled(batch)
+            optimizer.apply_gradients(zip(grads, variables))
+            return loss
 
     @tf.function(reduce_retracing=True)
     def step(batch):
