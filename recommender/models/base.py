@@ -55,6 +55,9 @@ class Recommender:
     name: ClassVar[str] = "base"
     predicts_ratings: ClassVar[bool] = False
     defaults: ClassVar[dict[str, Any]] = {}
+    # Settings for MovieLens-25M-sized data (``benchmarks/scale.py`` runs every registered
+    # model with them); ``None``: the model does not scale that far (its docstring says why).
+    large_data: ClassVar[dict[str, Any] | None] = {}
 
     def __init__(self, seed: int = 0, **params: Any):
         unknown = sorted(set(params) - set(self.defaults))
