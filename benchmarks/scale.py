@@ -164,7 +164,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--timeout", type=float, default=1800, help="seconds per model and size")
     parser.add_argument("--plot", type=Path, default=ROOT / "reports" / "figures" / "scale.png")
-    parser.add_argument("--json", type=Path, default=ROOT / "reports" / "benchmarks" / "scale.json")
+    parser.add_argument("--json", type=Path,
+                        default=ROOT / "reports" / "benchmarks" / "scale.json")
     parser.add_argument("--measure", nargs=2, metavar=("MODEL", "RATINGS_NPZ"),
                         help=argparse.SUPPRESS)  # the per-model child process
     args = parser.parse_args(argv)
