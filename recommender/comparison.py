@@ -16,7 +16,7 @@ import pandas as pd
 from scipy import stats
 
 from recommender.evaluation import Evaluation, fit_and_evaluate, relevance_matrix
-from recommender.metrics import ranking_metrics, top_k
+from recommender.metrics import ranking_metrics
 from recommender.models import MODELS, Recommender, model_class
 from recommender.preprocessing import user_activity
 
@@ -119,7 +119,7 @@ def precision_recall_at_k(model: Recommender, test: pd.DataFrame,
     movies and evaluated users), so the row at K = 10 equals its precision@10 and recall@10.
     """
     users, relevant = relevance_matrix(model, test)
-    ranked = top_k(model.score, users, max_k, model.n_items, exclude=model.seen)
+    ranked = model.top_k(users, max_k)
     rows = []
     for k in range(1, max_k + 1):
         at_k = ranking_metrics(ranked, relevant, k)

@@ -76,8 +76,7 @@ def evaluate(model: Recommender, test: pd.DataFrame, k: int = 10,
 
     users, relevant = relevance_matrix(model, test, threshold)
     start = time.perf_counter()
-    recommended = metrics.top_k(model.score, users, k, model.n_items, exclude=model.seen,
-                                progress=progress)
+    recommended = model.top_k(users, k, progress=progress)
     out["score_seconds"] = time.perf_counter() - start
     per_user = metrics.ranking_metrics(recommended, relevant, k)
     for name, values in per_user.items():

@@ -110,3 +110,59 @@ def test_factorized_top_k_accuracy_counts_seen_items():
                                             n_items=3, ks=(1, 2))
     assert acc["top_1_accuracy"] == pytest.approx(1 / 3)
     assert acc["top_2_accuracy"] == pytest.approx(1 / 3)
+
+
+def brute_force_top_k(scores: np.ndarray, seen: sp.csr_matrix, k: int) -> list[list[int]]:
+    """The definition: finite scores of unseen items, by score descending then index."""
+    masked = scores.astype(np.float32)
+    masked[seen.nonzero()] = -np.inf
+    lists = []
+    for row in masked:
+        best = sorted((j for j in range(len(row)) if np.isfinite(row[j])),
+                      key=lambda j: (-row[j], j))[:k]
+        lists.append(best + [-1] * (k - len(best)))
+    return lists
+
+
+def tied_scores(n_users: int, n_items: int, seed: int) -> tuple[np.ndarray, sp.csr_matrix]:
+    """Integer scores (ties everywhere, also at the k-th place), unmodelled -inf columns, a
+    user who has seen everything and one with fewer candidates than k."""
+    rng = np.random.default_rng(seed)
+    scores = rng.integers(0, 6, size=(n_users, n_items)).astype(np.float32)
+    scores[:, rng.random(n_items) < 0.3] = -np.inf
+    scores[1, 5:] = -np.inf
+    seen = sp.random(n_users, n_items, density=0.05, random_state=seed, format="lil")
+    seen[0, :] = 1.0
+    return scores, seen.tocsr()
+
+
+@pytest.mark.parametrize("n_items, sample", [(6000, 1024), (400, 32), (50, 4096)])
+def test_batched_top_k_matches_brute_force(monkeypatch, n_items, sample):
+    # (6000, 1024) and (400, 32) take the sampled-bound path, (50, ...) the full selection
+    monkeypatch.setattr(metrics, "_SAMPLE", sample)
+    scores, seen = tied_scores(60, n_items, seed=n_items)
+    out = metrics.top_k(lambda users: scores[users], np.arange(60), 10, n_items, seen,
+                        batch_size=16)
+    assert out.tolist() == brute_force_top_k(scores, seen, 10)
+
+
+def test_top_k_never_writes_into_a_borrowed_score_array():
+    table = np.arange(12, dtype=np.float32).reshape(3, 4)
+    seen = sp.csr_matrix(np.eye(3, 4))
+    metrics.top_k(lambda users: table, np.arange(3), 2, 4, seen)  # hands out its own table
+    assert table.tolist() == np.arange(12, dtype=np.float32).reshape(3, 4).tolist()
+
+
+def test_top_k_shared_matches_brute_force():
+    rng = np.random.default_rng(5)
+    item_scores = rng.integers(0, 8, size=300).astype(np.float32)
+    item_scores[rng.random(300) < 0.2] = -np.inf
+    _, seen = tied_scores(80, 300, seed=6)
+    seen = seen + sp.csr_matrix(([1.0], ([2], [3])), shape=seen.shape)  # a duplicate entry
+    everyone = np.broadcast_to(item_scores, (80, 300))
+    users = np.array([5, 0, 79, 5, 1])  # any order, repeats allowed
+    expected = [brute_force_top_k(everyone, seen, 12)[u] for u in users]
+    assert metrics.top_k_shared(item_scores, users, 12, seen, chunk=2).tolist() == expected
+    assert metrics.top_k_shared(item_scores, users, 12).tolist() == \
+        [brute_force_top_k(everyone[:1], sp.csr_matrix((1, 300)), 12)[0]] * len(users)
+    assert (metrics.top_k_shared(np.full(4, -np.inf), users, 3) == -1).all()

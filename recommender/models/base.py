@@ -25,7 +25,7 @@ import scipy.sparse as sp
 
 from recommender.artifacts import read_artifact, write_artifact
 from recommender.errors import ParameterError
-from recommender.metrics import top_k
+from recommender.metrics import top_k, top_k_shared
 from recommender.preprocessing import IdEncoder, Interactions
 
 __all__ = ["Recommender", "Context", "fingerprint", "table_fingerprint"]
@@ -119,6 +119,9 @@ class Recommender:
     name: ClassVar[str] = "base"
     predicts_ratings: ClassVar[bool] = False
     defaults: ClassVar[dict[str, Any]] = {}
+    # Settings for MovieLens-25M-sized data (``benchmarks/scale.py`` runs every registered
+    # model with them); ``None``: the model does not scale that far (its docstring says why).
+    large_data: ClassVar[dict[str, Any] | None] = {}
 
     def __init__(self, seed: int = 0, **params: Any):
         self._check_known(params)
@@ -216,7 +219,34 @@ class Recommender:
         return self._score(np.asarray(user_index, np.int64))
 
     def _score(self, user_index: np.ndarray) -> np.ndarray:
+        """Scores for a batch of users; may return a new array (top-K may overwrite it) or
+        a read-only view, never a writeable array the model keeps."""
         raise NotImplementedError
+
+    def _shared_scores(self) -> np.ndarray | None:
+        """The ``(n_items,)`` scores when they are the same for every user, else ``None``.
+
+        Models that rank every user alike (popularity, biases) return them, so that
+        :meth:`top_k` ranks all users from one sort of the catalogue.
+        """
+        return None
+
+    def top_k(self, user_index: np.ndarray, k: int = 10, exclude_seen: bool = True,
+              progress: bool = False) -> np.ndarray:
+        """The ``k`` best train-catalogue items for each user index, best first.
+
+        Movies the user rated in train are left out when ``exclude_seen``; ties go to the
+        lower index (ascending movieId); ``-1`` pads lists shorter than ``k``. Batched over
+        users (:func:`recommender.metrics.top_k`), or one sort of the catalogue for models
+        whose scores are the same for everyone (:meth:`_shared_scores`).
+        """
+        self._check_fitted()
+        user_index = np.asarray(user_index, np.int64)
+        exclude = self.seen if exclude_seen else None
+        shared = self._shared_scores()
+        if shared is not None:
+            return top_k_shared(shared, user_index, k, exclude)
+        return top_k(self.score, user_index, k, self.n_items, exclude, progress=progress)
 
     @property
     def folds_in(self) -> bool:
@@ -272,7 +302,7 @@ class Recommender:
         u = self.users.encode([user_id], unknown="missing")
         if u[0] < 0:
             raise KeyError(f"userId {user_id} was not in the training data")
-        ranked = top_k(self.score, u, k, self.n_items, self.seen if exclude_seen else None)[0]
+        ranked = self.top_k(u, k, exclude_seen)[0]
         ranked = ranked[ranked >= 0]
         out = pd.DataFrame({"rank": np.arange(1, len(ranked) + 1),
                             "movieId": self.items.decode(ranked),

@@ -26,6 +26,9 @@ class GlobalMean(Recommender):
     def _score(self, user_index):
         return np.zeros((len(user_index), self.n_items), np.float32)
 
+    def _shared_scores(self):
+        return np.zeros(self.n_items, np.float32)
+
 
 class Biases(Recommender):
     """Global mean + user bias + movie bias, fitted by regularised alternating least squares.
@@ -58,6 +61,9 @@ class Biases(Recommender):
     def _score(self, user_index):
         return np.broadcast_to(self.item_bias, (len(user_index), self.n_items))
 
+    def _shared_scores(self):
+        return self.item_bias
+
     def _fold_in(self, ratings, movie_ids):
         return np.repeat(self._pick(self.item_bias, movie_ids, 0.0)[None], ratings.shape[0], 0)
 
@@ -78,6 +84,9 @@ class Popularity(Recommender):
 
     def _score(self, user_index):
         return np.broadcast_to(self.counts, (len(user_index), self.n_items))
+
+    def _shared_scores(self):
+        return self.counts
 
     def _fold_in(self, ratings, movie_ids):
         """Train counts; a movie outside train has none (0)."""

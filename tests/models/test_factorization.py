@@ -111,7 +111,7 @@ def test_batch_penalty_estimates_the_table_penalty_with_sparse_gradients():
     per_row = [(w / np.maximum(c, 1)).astype(np.float32) for w, c in zip(weights, counts)]
     table = module.regularisation(0.7, 0.2, *weights) / len(users)
     with tf.GradientTape() as tape:  # every example once: the estimate is exact
-        batch = module.batch_regularisation(users, items, 0.7, 0.2, *per_row)
+        batch = module.batch_regularisation(module.rows(users, items), 0.7, 0.2, *per_row)
     np.testing.assert_allclose(batch.numpy(), table.numpy(), rtol=1e-5)
     grads = tape.gradient(batch, [module.user_factors, module.item_factors])
     assert all(isinstance(g, tf.IndexedSlices) for g in grads)  # SGD touches batch rows only
