@@ -22,6 +22,7 @@ MODELS: dict[str, str] = {
     "regression-hybrid": "recommender.models.factorization:HybridRegression",
     "classification": "recommender.models.factorization:Classification",
     "softmax": "recommender.models.softmax:Softmax",
+    "softmax-dnn": "recommender.models.softmax_dnn:SoftmaxDNN",
 }
 
 
