@@ -160,13 +160,37 @@ class SoftmaxDNN(Recommender):
     """Seed 004's softmax DNN trained as a Mult-DAE; see the module docstring for the design.
 
     Defaults were tuned on a 10% per-user slice carved from the u20 train split (seed 0,
-    test never seen); the settings tried and their validation NDCG@10 are in the README
-    section on this model and in notebook 04.
+    test never seen; ``refit=False``, early stopping with patience 10). On that slice binary
+    EASE (l2 200) reaches NDCG@10 0.1492 and RatedEASE (0.5, l2 300) 0.1600:
+
+    =================================================  =======  ==========
+    setting (the rest as in the first row)             NDCG@10  best epoch
+    =================================================  =======  ==========
+    Mult-DAE as published: binary, dropout 0.5         0.1316   44
+    learning rate 3e-3                                 0.1279   23
+    batch 64                                           0.1300   27
+    hidden [600, 200] (a tanh bottleneck of 200)       0.0955   26
+    l2 1e-3 / 1e-2 on the weights                      0.1310   45 / 57
+    dropout 0.7                                        0.1207   44
+    patience 25 (same best epoch)                      0.1316   44
+    rating_weight 0.3                                  0.1440   44
+    rating_weight 0.5                                  0.1507   57
+    rating_weight 1.0                                  0.1521   72
+    rating_weight 2.0                                  0.1506   62
+    rating_weight 1.0, dropout 0.4                     0.1551   66
+    rating_weight 1.0, dropout 0.3 (the defaults)      0.1549   49
+    =================================================  =======  ==========
+
+    Weighting input and target by the rating around the user's mean (``rating_weight``, as in
+    RatedEASE) is what lifts the published recipe past binary EASE; dropout 0.3 and 0.4 tie,
+    and 0.3 stops sooner. ``refit`` was judged on a second, outer 10% slice of train: 0.1537
+    with the refit on all of it against 0.1493 without. On the u20 test split the defaults
+    reach NDCG@10 0.2859 (EASE 0.2835).
     """
 
     name = "softmax-dnn"
     defaults = {
-        "loss": "full", "hidden": [600], "dropout": 0.5, "rating_weight": 0.0, "l2": 0.0,
+        "loss": "full", "hidden": [600], "dropout": 0.3, "rating_weight": 1.0, "l2": 0.0,
         "num_negatives": 1024, "epochs": 200, "batch_size": 128, "learning_rate": 1e-3,
         "patience": 10, "validation_fraction": 0.1, "refit": True, "progress": False,
     }
