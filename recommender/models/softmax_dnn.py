@@ -3,7 +3,7 @@
 This is the multinomial-likelihood denoising autoencoder (Mult-DAE, Liang et al. 2018,
 "Variational Autoencoders for Collaborative Filtering") read as the seed's model. The query
 ``x`` is the user's whole history (ones, or rating weights as in
-:func:`~recommender.models.baselines.ease_inputs`), thinned by heavy input dropout and
+:func:`~recommender.models.baselines.ease_inputs`), thinned by input dropout and
 L2-normalised; ``tanh`` layers map it to ``psi(x)`` in R^d; a movie's logit is
 ``psi(x) . v_j + b_j``. The target is the same whole history (no dropout): the loss is the
 multinomial log-likelihood ``-sum_j x_j log softmax(logits)_j``, so a user's every movie is
@@ -24,7 +24,6 @@ a history, the model scores users it never saw (:meth:`fold_in`) with the same f
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import numpy as np
@@ -87,11 +86,12 @@ class _Batches:
         keep = rng.random(rows.nnz) >= self.params["dropout"]
         inputs = sp.csr_matrix((rows.data[keep], (rows.row[keep], rows.col[keep])),
                                shape=rows.shape)
+        # n_users: a [B] placeholder that tells the compiled step the batch size
         out = {**_flat_history(inputs), "n_users": np.zeros(rows.shape[0], np.float32)}
         out.update({f"target_{k}": v for k, v in _flat_history(rows).items()})
         loss = self.params["loss"]
         if loss.startswith("sampled-") or loss == "in-batch":
-            if loss == "in-batch":  # a random positive of every user (rows are sorted by row)
+            if loss == "in-batch":  # a random positive of every user of the batch
                 csr = rows.tocsr()
                 start, count = csr.indptr[:-1], np.diff(csr.indptr)
                 pick = start + np.floor(rng.random(len(count)) * count).astype(np.int64)
