@@ -11,9 +11,10 @@
   and evaluated on the same split, e.g. MF vs softmax variants vs EASE, popularity bias
   included.
 
-The negative-sampling analyses concern the softmax layer, so :func:`epoch_seconds` and
-:func:`folding_comparison` turn the wide (EASE) path off unless told otherwise: the wide path
-costs ``items^2`` memory and has no item embeddings to fold.
+The softmax analyses take the registered ``model`` to study: ``softmax`` (wide & deep) or
+``softmax-dnn`` (the seed's model alone, a Mult-DAE). They concern the softmax layer, so they
+turn a model's wide (EASE) path off unless told otherwise: the wide path costs ``items^2``
+memory and has no item embeddings to fold.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from recommender.evaluation import Evaluation, fit_and_evaluate
-from recommender.models.softmax import Softmax
+from recommender.models import Recommender, make_model, model_class
 from recommender.synthetic import make_synthetic
 
 __all__ = ["negatives_curve", "epoch_seconds", "folding",
@@ -33,7 +34,14 @@ __all__ = ["negatives_curve", "epoch_seconds", "folding",
 _COLUMNS = ("ndcg@10", "recall@10", "coverage@10", "top1pct_share", "fit_seconds")
 
 
-def _row(model: Softmax, result: Evaluation) -> dict:
+def _softmax_layer(model: str, params: dict, **overrides) -> dict:
+    """``params`` with the wide path off (and ``overrides``) where ``model`` has those keys."""
+    defaults = model_class(model).defaults
+    chosen = {k: v for k, v in {"wide": False, **overrides}.items() if k in defaults}
+    return {**chosen, **params}
+
+
+def _row(model: Recommender, result: Evaluation) -> dict:
     """The metrics a comparison table shows for one fitted softmax model."""
     return {**{k: result.metrics[k] for k in _COLUMNS},
             "epoch_seconds": model.meta["epoch_seconds"],
@@ -44,7 +52,7 @@ def _row(model: Softmax, result: Evaluation) -> dict:
 def negatives_curve(train: pd.DataFrame, test: pd.DataFrame, movies: pd.DataFrame | None = None,
                     num_negatives: Iterable[int] = (16, 64, 256, 1024, 4096),
                     loss: str = "sampled-popularity", seed: int = 0,
-                    **params) -> pd.DataFrame:
+                    model: str = "softmax", **params) -> pd.DataFrame:
     """Quality and cost of a sampled loss as the number of negatives per batch grows.
 
     Args:
@@ -53,7 +61,8 @@ def negatives_curve(train: pd.DataFrame, test: pd.DataFrame, movies: pd.DataFram
         num_negatives: negatives shared by each batch, one run per value.
         loss: ``sampled-uniform`` or ``sampled-popularity``.
         seed: model seed.
-        **params: other softmax hyperparameters.
+        model: the registered softmax model (``softmax`` or ``softmax-dnn``).
+        **params: other hyperparameters of that model.
 
     Returns:
         One row per value: ``num_negatives``, NDCG/recall/coverage@10, ``top1pct_share``,
@@ -62,16 +71,17 @@ def negatives_curve(train: pd.DataFrame, test: pd.DataFrame, movies: pd.DataFram
     """
     rows = []
     for n in num_negatives:
-        model, result = fit_and_evaluate("softmax", train, test, movies=movies, seed=seed,
-                                         loss=loss, num_negatives=int(n), **params)
-        rows.append({"num_negatives": int(n), **_row(model, result)})
+        fitted, result = fit_and_evaluate(model, train, test, movies=movies, seed=seed,
+                                          **_softmax_layer(model, params), loss=loss,
+                                          num_negatives=int(n))
+        rows.append({"num_negatives": int(n), **_row(fitted, result)})
     return pd.DataFrame(rows)
 
 
 def epoch_seconds(catalogue_sizes: Iterable[int] = (1_000, 5_000, 20_000, 60_000),
                   losses: Iterable[str] = ("full", "sampled-popularity"),
                   n_users: int = 2_000, ratings_per_user: int = 50, epochs: int = 4,
-                  seed: int = 0, **params) -> pd.DataFrame:
+                  seed: int = 0, model: str = "softmax", **params) -> pd.DataFrame:
     """Seconds per training epoch as the catalogue grows, on synthetic MovieLens data.
 
     The number of users and ratings is fixed, so only the catalogue (the softmax width) grows:
@@ -84,7 +94,8 @@ def epoch_seconds(catalogue_sizes: Iterable[int] = (1_000, 5_000, 20_000, 60_000
         epochs: epochs per fit (the median epoch after the first, which compiles, is
             reported).
         seed: data and model seed.
-        **params: other softmax hyperparameters.
+        model: the registered softmax model (its wide path off).
+        **params: other hyperparameters of that model.
 
     Returns:
         One row per (catalogue, loss): ``movies``, ``loss``, ``epoch_seconds``.
@@ -94,15 +105,16 @@ def epoch_seconds(catalogue_sizes: Iterable[int] = (1_000, 5_000, 20_000, 60_000
         data = make_synthetic(n_users=n_users, n_movies=int(size),
                               n_ratings=n_users * ratings_per_user, seed=seed)
         for loss in losses:
-            model = Softmax(seed=seed, **{"epochs": epochs, "patience": epochs, "refit": False,
-                                          "wide": False, **params, "loss": loss})
-            model.fit(data.ratings, movies=data.movies)
+            fitted = make_model(model, seed=seed, **_softmax_layer(
+                model, {"epochs": epochs, "patience": epochs, "refit": False, **params,
+                        "loss": loss}))
+            fitted.fit(data.ratings, movies=data.movies)
             rows.append({"movies": int(size), "loss": loss,
-                         "epoch_seconds": model.meta["epoch_seconds"]})
+                         "epoch_seconds": fitted.meta["epoch_seconds"]})
     return pd.DataFrame(rows)
 
 
-def folding(model: Softmax, movies: pd.DataFrame) -> dict:
+def folding(model: Recommender, movies: pd.DataFrame) -> dict:
     """Mean cosine similarity of item vectors within and between genre clusters.
 
     A movie's cluster is its first listed genre. Folding shows as a high ``between``
@@ -111,7 +123,7 @@ def folding(model: Softmax, movies: pd.DataFrame) -> dict:
     cluster sums of unit vectors (O(movies x d)), without forming the pairwise matrix.
 
     Args:
-        model: a fitted softmax model.
+        model: a fitted softmax model (``softmax`` or ``softmax-dnn``).
         movies: movies table with a ``genres`` list column.
 
     Returns:
@@ -134,7 +146,8 @@ def folding(model: Softmax, movies: pd.DataFrame) -> dict:
 def folding_comparison(train: pd.DataFrame, test: pd.DataFrame, movies: pd.DataFrame,
                        losses: Iterable[str] = ("positives-only", "sampled-uniform",
                                                 "sampled-popularity", "full"),
-                       seed: int = 0, **params) -> tuple[pd.DataFrame, dict[str, Softmax]]:
+                       seed: int = 0, model: str = "softmax",
+                       **params) -> tuple[pd.DataFrame, dict[str, Recommender]]:
     """Folding and quality of models trained with and without negatives.
 
     Genre features are left out of the item vectors (``use_genres=False`` unless overridden),
@@ -147,24 +160,25 @@ def folding_comparison(train: pd.DataFrame, test: pd.DataFrame, movies: pd.DataF
         movies: movies table with ``genres``.
         losses: loss names to compare.
         seed: model seed.
-        **params: other softmax hyperparameters.
+        model: the registered softmax model.
+        **params: other hyperparameters of that model.
 
     Returns:
         One row per loss (``loss``, ``within``, ``between``, ``gap`` and the columns of
         :func:`negatives_curve`), and the fitted models by loss (for
         :func:`genre_similarity`).
     """
-    params = {"use_genres": False, "wide": False, **params}
+    params = _softmax_layer(model, params, use_genres=False)
     rows, models = [], {}
     for loss in losses:
-        model, result = fit_and_evaluate("softmax", train, test, movies=movies, seed=seed,
-                                         loss=loss, **params)
-        models[loss] = model
-        rows.append({"loss": loss, **folding(model, movies), **_row(model, result)})
+        fitted, result = fit_and_evaluate(model, train, test, movies=movies, seed=seed,
+                                          loss=loss, **params)
+        models[loss] = fitted
+        rows.append({"loss": loss, **folding(fitted, movies), **_row(fitted, result)})
     return pd.DataFrame(rows), models
 
 
-def _unit_items(model: Softmax, movies: pd.DataFrame) -> tuple[np.ndarray, pd.Series]:
+def _unit_items(model: Recommender, movies: pd.DataFrame) -> tuple[np.ndarray, pd.Series]:
     """Unit-norm item vectors and each movie's cluster (first listed genre, '' if none)."""
     vectors = model.towers.items()[0].numpy().astype(np.float64)
     unit = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
@@ -172,7 +186,7 @@ def _unit_items(model: Softmax, movies: pd.DataFrame) -> tuple[np.ndarray, pd.Se
     return unit, pd.Series([g[0] if isinstance(g, list) and g else "" for g in first])
 
 
-def genre_similarity(model: Softmax, movies: pd.DataFrame, top: int = 8) -> pd.DataFrame:
+def genre_similarity(model: Recommender, movies: pd.DataFrame, top: int = 8) -> pd.DataFrame:
     """Mean cosine similarity of item vectors between (and within) genre clusters.
 
     Clusters are first listed genres, the ``top`` largest kept. The diagonal is the mean over

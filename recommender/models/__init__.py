@@ -33,6 +33,7 @@ MODELS: dict[str, str] = {
     "feature-embedding": "recommender.models.feature_embedding:FeatureEmbedding",
     "tag-text": "recommender.models.tag_text:TagText",
     "multitask": "recommender.models.multitask:MultiTask",
+    "softmax-dnn": "recommender.models.softmax_dnn:SoftmaxDNN",
 }
 
 
