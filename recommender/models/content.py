@@ -26,6 +26,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from recommender.data import DataError
+from recommender.metrics import RELEVANT_RATING
 from recommender.models.base import Context, Recommender
 from recommender.preprocessing import IdEncoder, Interactions, content_features
 
@@ -88,7 +89,7 @@ class Content(Recommender):
         out = sp.csr_matrix(ratings, dtype=np.float32, copy=True)
         counts = np.diff(out.indptr)
         if self.params["weighting"] == "liked":
-            out.data = (out.data >= 4.0).astype(np.float32)
+            out.data = (out.data >= RELEVANT_RATING).astype(np.float32)
         elif self.params["weighting"] == "rated":
             out.data[:] = 1.0
         else:

@@ -53,12 +53,11 @@ import scipy.sparse as sp
 
 from recommender import metrics
 from recommender.models.base import Context, Recommender
-from recommender.models.softmax import _MASKED, _Sampler, _flat_history
+from recommender.models.softmax import MASKED_LOGIT, NegativeSampler, flat_history
 from recommender.preprocessing import IdEncoder, Interactions, content_features
 
 __all__ = ["FeatureEmbedding", "density", "density_scores", "method_comparison"]
 
-_RELEVANT = 4.0  # validation relevance, as in the benchmark protocol
 _CELLS = 2**23  # candidate x history-movie similarities formed at once by the density method
 
 
@@ -193,7 +192,7 @@ class FeatureEmbedding(Recommender):
         keep[held] = 0.0
         fit = (ratings @ sp.diags(keep)).tocsr()
         fit.eliminate_zeros()
-        liked = (ratings[:, held] >= _RELEVANT).astype(np.float32).tocsr()
+        liked = (ratings[:, held] >= metrics.RELEVANT_RATING).astype(np.float32).tocsr()
         liked.eliminate_zeros()
         users = np.flatnonzero(np.diff(liked.indptr) > 0)
         return fit, held, users, liked[users]
@@ -220,7 +219,7 @@ class FeatureEmbedding(Recommender):
         """Targets held out of each user's inputs every epoch; negatives never held-out movies;
         for the network, which id biases this step drops (``id_dropout``)."""
         p = self.params
-        sampler = _Sampler(history, {**p, "loss": loss}, np.array([0.0, 1.0], np.float32))
+        sampler = NegativeSampler(history, {**p, "loss": loss}, np.array([0.0, 1.0], np.float32))
         if loss == "full":
             return sampler
         q = np.ones(history.shape[1])
@@ -243,11 +242,11 @@ class FeatureEmbedding(Recommender):
         p = self.params
         with strategy().scope():
             encoder = _encoder(content.shape[1], p, np.random.default_rng(self.seed))
-        flat = {k: tf.constant(v) for k, v in _flat_history(content[rows]).items()}
+        flat = {k: tf.constant(v) for k, v in flat_history(content[rows]).items()}
         n_items = len(rows)
         mask = np.zeros(n_items, np.float32)
         if held is not None:
-            mask[held] = _MASKED  # held-out movies are no candidates, as cold movies are not
+            mask[held] = MASKED_LOGIT  # held-out movies are no candidates, as cold movies are not
         mask = tf.constant(mask)
         temperature = p["temperature"]
 
@@ -256,7 +255,7 @@ class FeatureEmbedding(Recommender):
             query = _pool(vectors, batch)
             logits = query @ tf.transpose(vectors) / temperature + mask
             known = tf.stack([batch["known_segment"], batch["known_item"]], axis=1)
-            logits += tf.scatter_nd(known, _MASKED * batch["known_weight"], tf.shape(logits))
+            logits += tf.scatter_nd(known, MASKED_LOGIT * batch["known_weight"], tf.shape(logits))
             per_target = -tf.gather(tf.nn.log_softmax(logits), batch["targets"], batch_dims=1)
             weight = batch["target_weight"]
             per_user = tf.reduce_sum(per_target * weight, 1) / tf.reduce_sum(weight, 1)
@@ -282,7 +281,7 @@ class FeatureEmbedding(Recommender):
             head = _head(content.shape[1], _log_popularity(history), p,
                          np.random.default_rng(self.seed + 1))
         watched = tf.constant(self.watched)
-        flat = {k: tf.constant(v) for k, v in _flat_history(content[self.rows]).items()}
+        flat = {k: tf.constant(v) for k, v in flat_history(content[self.rows]).items()}
 
         def loss_fn(batch):
             user = head.user(_pool(watched, batch))
@@ -389,7 +388,7 @@ class FeatureEmbedding(Recommender):
 
 
 def _pool(vectors, batch):
-    """Unit mean of the input movies' embeddings per user of the batch (``_flat_history``)."""
+    """Unit mean of the input movies' embeddings per user of the batch (``flat_history``)."""
     import tensorflow as tf
 
     n = tf.shape(batch["targets"])[0]
@@ -530,12 +529,12 @@ def method_comparison(model: FeatureEmbedding, history: pd.DataFrame, test: pd.D
         One row per user with a relevant candidate: ``userId``, ``network``, ``density``.
     """
     candidates = np.unique(test["movieId"] if movie_ids is None else movie_ids)
-    users = np.unique(test.loc[test["rating"] >= _RELEVANT, "userId"])
+    users = np.unique(test.loc[test["rating"] >= metrics.RELEVANT_RATING, "userId"])
     known = history[history["userId"].isin(users)]
     users = np.unique(known["userId"])
     cand = IdEncoder(candidates)
     user_enc = IdEncoder(users)
-    liked = test[(test["rating"] >= _RELEVANT) & test["userId"].isin(users)
+    liked = test[(test["rating"] >= metrics.RELEVANT_RATING) & test["userId"].isin(users)
                  & test["movieId"].isin(candidates)]
     relevant = sp.csr_matrix((np.ones(len(liked), np.float32),
                               (user_enc.encode(liked["userId"]), cand.encode(liked["movieId"]))),

@@ -41,15 +41,14 @@ import tensorflow as tf
 
 from recommender import metrics
 from recommender.models.base import Context, Recommender
+from recommender.models.softmax import MASKED_LOGIT
 from recommender.preprocessing import IdEncoder, Interactions, movie_features
 from recommender.splits import validation_split
 from recommender.training import History, TrainConfig, fit_loop, set_seed, strategy
 
 __all__ = ["MultiTask", "PRESETS", "in_batch_softmax_loss", "top_k_accuracy"]
 
-_MASKED = -1e9  # logit of a masked candidate: exp() underflows to 0 without NaN gradients
 _PAIR_CELLS = 2**18  # (user, movie) pairs sent through the ranking head at once
-_RELEVANT = 4.0  # validation relevance threshold, as in the benchmark protocol
 
 # The seed's setup (TensorFlow Recommenders, seed 001): plain towers and head, Adagrad 0.1,
 # 15 epochs of batch 1,000, both weights 1, no validation slice, no regularisation.
@@ -85,7 +84,7 @@ def in_batch_softmax_loss(users: tf.Tensor, movies: tf.Tensor, movie_ids: tf.Ten
         logits -= logq[None, :]
     same = tf.equal(movie_ids[:, None], movie_ids[None, :])
     copies = tf.logical_and(same, tf.logical_not(tf.eye(tf.shape(movie_ids)[0], dtype=tf.bool)))
-    logits = tf.where(copies, _MASKED, logits)
+    logits = tf.where(copies, MASKED_LOGIT, logits)
     return tf.reduce_logsumexp(logits, axis=1) - tf.linalg.diag_part(logits)
 
 
@@ -366,7 +365,7 @@ class MultiTask(Recommender):
         """Validation RMSE and NDCG@10 (seen-excluded, relevance = rating >= 4) of ``held``."""
         u, i = held["userId"].to_numpy(), held["movieId"].to_numpy()
         out = {"val_rmse": metrics.rmse(held["rating"], self._predict(u, i))}
-        liked = held[held["rating"] >= _RELEVANT]
+        liked = held[held["rating"] >= metrics.RELEVANT_RATING]
         if liked.empty:  # nothing to rank for: the slice can only judge ratings
             return {**out, "val_ndcg": 0.0}
         users, rows = np.unique(liked["userId"].to_numpy(), return_inverse=True)

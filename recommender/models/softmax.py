@@ -50,11 +50,12 @@ from recommender.models.base import Context, Recommender
 from recommender.models.baselines import ease_inputs, ease_weights
 from recommender.preprocessing import Interactions, genre_matrix
 
-__all__ = ["Softmax", "LOSSES", "sampling_distribution", "sample_negatives",
-           "remove_accidental_hits", "logq_correction"]
+__all__ = ["Softmax", "LOSSES", "MASKED_LOGIT", "NegativeSampler", "sampling_distribution",
+           "sample_negatives", "remove_accidental_hits", "logq_correction", "flat_history",
+           "holdout_matrix", "liked_rows"]
 
 LOSSES = ("full", "sampled-uniform", "sampled-popularity", "in-batch", "positives-only")
-_MASKED = -1e9  # logit of a masked candidate: exp() underflows to 0 without NaN gradients
+MASKED_LOGIT = -1e9  # logit of a masked candidate: exp() underflows to 0 without NaN gradients
 
 
 # ---------------------------------------------------------------------------------------------
@@ -138,7 +139,7 @@ def _bucket(n: int, low: int = 1024) -> int:
     return max(low, 1 << max(int(n) - 1, 0).bit_length())
 
 
-def _flat_history(rows: sp.csr_matrix) -> dict[str, np.ndarray]:
+def flat_history(rows: sp.csr_matrix) -> dict[str, np.ndarray]:
     """The non-zeros of ``rows`` as padded ``item``, ``segment`` (row) and ``weight`` lists."""
     coo = rows.tocoo()
     size = _bucket(coo.nnz)
@@ -148,7 +149,7 @@ def _flat_history(rows: sp.csr_matrix) -> dict[str, np.ndarray]:
     return {"item": item, "segment": segment, "weight": weight}
 
 
-class _Sampler:
+class NegativeSampler:
     """Builds training batches: held-out targets, the rest as dropped-out input, negatives.
 
     Called by the training loop with a batch of user indices and its seeded generator; the
@@ -191,7 +192,7 @@ class _Sampler:
         n_input = np.bincount(row[~is_target], minlength=len(users))
         keep = ~is_target & (rng.random(len(row)) >= self.params["dropout"])
         inputs = sp.csr_matrix((val[keep], (row[keep], col[keep])), shape=rows.shape)
-        out = {**_flat_history(inputs), "targets": targets, "target_weight": target_weight,
+        out = {**flat_history(inputs), "targets": targets, "target_weight": target_weight,
                "activity": self._activity(n_input)}
         if self.wide is not None:  # x_u W on the whole non-target history (no dropout)
             other = ~is_target
@@ -201,7 +202,7 @@ class _Sampler:
         loss = self.params["loss"]
         if loss == "full":  # the user's non-target positives leave the softmax (accidental hits)
             other = ~is_target
-            known = _flat_history(sp.csr_matrix(
+            known = flat_history(sp.csr_matrix(
                 (np.ones(other.sum(), np.float32), (row[other], col[other])), shape=rows.shape))
             out.update({f"known_{k}": v for k, v in known.items()})
         if loss.startswith("sampled-") or loss == "in-batch":
@@ -351,7 +352,7 @@ class Softmax(Recommender):
                              patience=self.params["patience"], seed=self.seed,
                              progress=self.params["progress"])
         start = time.perf_counter()
-        inner, held_out = _holdout(ratings, self.params["validation_fraction"], self.seed)
+        inner, held_out = holdout_matrix(ratings, self.params["validation_fraction"], self.seed)
         self.wide = self._wide(inner)
         self.meta["wide_seconds"] = time.perf_counter() - start
         towers, result = self._train(self._weights(inner), config, validation=held_out)
@@ -391,7 +392,7 @@ class Softmax(Recommender):
         rng = np.random.default_rng(self.seed)
         with strategy().scope():
             towers = _towers(history.shape[1], self.genres.astype(np.float32), self.params, rng)
-        sampler = _Sampler(history, self.params, self.activity, self.wide)
+        sampler = NegativeSampler(history, self.params, self.activity, self.wide)
         wide = self.params["wide"]
         loss_name, l2 = self.params["loss"], self.params["l2"]
 
@@ -409,7 +410,7 @@ class Softmax(Recommender):
                 if wide:
                     logits += wide_logits
                 known = tf.stack([batch["known_segment"], batch["known_item"]], axis=1)
-                logits += tf.scatter_nd(known, _MASKED * batch["known_weight"], tf.shape(logits))
+                logits += tf.scatter_nd(known, MASKED_LOGIT * batch["known_weight"], tf.shape(logits))
                 per_target = -tf.gather(tf.nn.log_softmax(logits), targets, batch_dims=1)
             elif loss_name == "positives-only":
                 per_target = tf.nn.softplus(-pos)  # -log sigmoid(pos)
@@ -418,7 +419,7 @@ class Softmax(Recommender):
                 neg = psi @ tf.transpose(vectors) + bias - batch["candidate_logq"]
                 if wide:
                     neg += tf.gather(wide_logits, batch["candidates"], axis=1)
-                neg = tf.where(batch["hits"], _MASKED, neg)
+                neg = tf.where(batch["hits"], MASKED_LOGIT, neg)
                 neg_lse = tf.reduce_logsumexp(neg, axis=1, keepdims=True)
                 per_target = tf.nn.softplus(neg_lse - (pos - batch["target_logq"]))
             per_user = tf.reduce_sum(per_target * weight, 1) / tf.reduce_sum(weight, 1)
@@ -427,7 +428,7 @@ class Softmax(Recommender):
 
         validate = None
         if validation is not None:
-            val_users, relevant = _relevance(validation)
+            val_users, relevant = liked_rows(validation)
 
             def validate() -> float:
                 recommended = metrics.top_k(lambda u: self._logits(towers, history, u), val_users,
@@ -446,7 +447,7 @@ class Softmax(Recommender):
         rows = history[user_index]
         counts = np.diff(rows.indptr)
         mean, std = self.activity
-        batch = {**_flat_history(rows),
+        batch = {**flat_history(rows),
                  "activity": ((np.log1p(counts) - mean) / std).astype(np.float32)[:, None]}
         psi = towers.query(batch)
         vectors, bias = towers.items()
@@ -484,7 +485,7 @@ class Softmax(Recommender):
             variable.assign(arrays[variable.name.split(":")[0]])
 
 
-def _holdout(ratings: sp.csr_matrix, fraction: float,
+def holdout_matrix(ratings: sp.csr_matrix, fraction: float,
              seed: int) -> tuple[sp.csr_matrix, sp.csr_matrix]:
     """Split a users x items ratings matrix with :func:`recommender.splits.validation_split`
     into the part trained on and the per-user validation slice."""
@@ -500,7 +501,7 @@ def _holdout(ratings: sp.csr_matrix, fraction: float,
     return tuple(map(matrix, validation_split(frame, fraction, seed)))
 
 
-def _relevance(validation: sp.csr_matrix) -> tuple[np.ndarray, sp.csr_matrix]:
+def liked_rows(validation: sp.csr_matrix) -> tuple[np.ndarray, sp.csr_matrix]:
     """Users with a held-out movie rated >= 4, and their binary relevance rows."""
     liked = validation.multiply(validation >= metrics.RELEVANT_RATING).tocsr()
     liked.eliminate_zeros()

@@ -32,8 +32,8 @@ import scipy.sparse as sp
 from recommender import metrics
 from recommender.models.base import Context, Recommender
 from recommender.models.baselines import ease_inputs
-from recommender.models.softmax import (LOSSES, _MASKED, _flat_history, _holdout, _relevance,
-                                        logq_correction, remove_accidental_hits,
+from recommender.models.softmax import (LOSSES, MASKED_LOGIT, flat_history, holdout_matrix,
+                                        liked_rows, logq_correction, remove_accidental_hits,
                                         sample_negatives, sampling_distribution)
 from recommender.preprocessing import Interactions
 
@@ -63,7 +63,7 @@ def sampled_softmax_loss(positive, negative, hits, segment):
     """
     import tensorflow as tf
 
-    negatives = tf.reduce_logsumexp(tf.where(hits, _MASKED, negative), axis=1)
+    negatives = tf.reduce_logsumexp(tf.where(hits, MASKED_LOGIT, negative), axis=1)
     return tf.nn.softplus(tf.gather(negatives, segment) - positive)
 
 
@@ -87,8 +87,8 @@ class _Batches:
         inputs = sp.csr_matrix((rows.data[keep], (rows.row[keep], rows.col[keep])),
                                shape=rows.shape)
         # n_users: a [B] placeholder that tells the compiled step the batch size
-        out = {**_flat_history(inputs), "n_users": np.zeros(rows.shape[0], np.float32)}
-        out.update({f"target_{k}": v for k, v in _flat_history(rows).items()})
+        out = {**flat_history(inputs), "n_users": np.zeros(rows.shape[0], np.float32)}
+        out.update({f"target_{k}": v for k, v in flat_history(rows).items()})
         loss = self.params["loss"]
         if loss.startswith("sampled-") or loss == "in-batch":
             if loss == "in-batch":  # a random positive of every user of the batch
@@ -206,7 +206,7 @@ class SoftmaxDNN(Recommender):
                              learning_rate=self.params["learning_rate"],
                              patience=self.params["patience"], seed=self.seed,
                              progress=self.params["progress"])
-        inner, held_out = _holdout(ratings, self.params["validation_fraction"], self.seed)
+        inner, held_out = holdout_matrix(ratings, self.params["validation_fraction"], self.seed)
         towers, result = self._train(self._inputs(inner), config, validation=held_out)
         self.meta["validation"] = {"ndcg@10": -result.best_value, "best_epoch": result.best_epoch,
                                    "history": result.frame().to_dict("list")}
@@ -258,7 +258,7 @@ class SoftmaxDNN(Recommender):
 
         validate = None
         if validation is not None:
-            val_users, relevant = _relevance(validation)
+            val_users, relevant = liked_rows(validation)
 
             def validate() -> float:
                 recommended = metrics.top_k(lambda u: self._logits(towers, history[u]),
@@ -273,7 +273,7 @@ class SoftmaxDNN(Recommender):
     @staticmethod
     def _logits(towers, rows: sp.csr_matrix) -> np.ndarray:
         """Catalogue logits for users given by their input rows (whole history, no dropout)."""
-        batch = {**_flat_history(rows), "n_users": np.zeros(rows.shape[0], np.float32)}
+        batch = {**flat_history(rows), "n_users": np.zeros(rows.shape[0], np.float32)}
         return towers.logits(batch).numpy()
 
     def _score(self, user_index: np.ndarray) -> np.ndarray:

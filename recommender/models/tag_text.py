@@ -31,7 +31,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from recommender.models.base import Context, Recommender
-from recommender.models.softmax import _flat_history
+from recommender.models.softmax import flat_history
 from recommender.preprocessing import IdEncoder, Interactions
 
 __all__ = ["TagText", "cosine_embedding_loss", "pair_similarity"]
@@ -219,8 +219,8 @@ class TagText(Recommender):
         held, fit = pairs.iloc[:n_val], pairs.iloc[n_val:]
 
         def batch_fn(batch: dict, rng) -> dict:
-            return {**{f"user_{k}": v for k, v in _flat_history(users[batch["user"]]).items()},
-                    **{f"movie_{k}": v for k, v in _flat_history(movies[batch["item"]]).items()},
+            return {**{f"user_{k}": v for k, v in flat_history(users[batch["user"]]).items()},
+                    **{f"movie_{k}": v for k, v in flat_history(movies[batch["item"]]).items()},
                     "label": batch["label"]}
 
         def loss_fn(batch):

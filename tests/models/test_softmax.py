@@ -8,7 +8,7 @@ from recommender.analysis import folding, folding_comparison, genre_similarity
 from recommender.evaluation import fit_and_evaluate
 from recommender.models import load_model, make_model
 from recommender.models.baselines import EASE
-from recommender.models.softmax import (Softmax, _Sampler, logq_correction,
+from recommender.models.softmax import (NegativeSampler, Softmax, logq_correction,
                                         remove_accidental_hits, sample_negatives,
                                         sampling_distribution)
 from recommender.splits import per_user_split
@@ -73,7 +73,7 @@ def test_batches_hold_targets_out_of_the_query(loss):
     history.data[:] = 1.0
     params = {"loss": loss, "target_fraction": 0.3, "max_targets": 8, "dropout": 0.0,
               "num_negatives": 64}
-    batch = _Sampler(history, params, np.array([0.0, 1.0]))(
+    batch = NegativeSampler(history, params, np.array([0.0, 1.0]))(
         {"user": np.arange(20)}, np.random.default_rng(0))
     real = batch["weight"] > 0
     for b in range(20):
