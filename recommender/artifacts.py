@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from recommender.errors import DataError
+
 __all__ = ["FORMAT_VERSION", "write_artifact", "read_artifact"]
 
 FORMAT_VERSION = 1
@@ -74,7 +76,7 @@ def read_artifact(path: str | os.PathLike) -> tuple[str, dict, dict[str, np.ndar
         raise FileNotFoundError(f"{path}: not a model artifact (no model.json inside)")
     doc = json.loads(spec.read_text())
     if doc.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"{path}: artifact format {doc.get('format_version')} is not "
+        raise DataError(f"{path}: artifact format {doc.get('format_version')} is not "
                          f"supported (this version reads format {FORMAT_VERSION})")
     with np.load(path / "arrays.npz", allow_pickle=False) as npz:
         arrays = {k: npz[k] for k in npz.files}

@@ -19,7 +19,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from recommender import metrics
-from recommender.errors import UsageError
+from recommender.errors import DataError, UsageError
 from recommender.metrics import RELEVANT_RATING
 from recommender.models import Recommender, load_model, make_model
 from recommender.models.base import fingerprint, table_fingerprint
@@ -228,7 +228,7 @@ def item_cold_start(model, train: pd.DataFrame, test: pd.DataFrame, k: int = 10,
     """
     cold = IdEncoder.fit(test["movieId"])
     if np.isin(cold.ids, train["movieId"].unique()).any():
-        raise ValueError("item_cold_start: some test movies occur in train; hold out whole "
+        raise DataError("item_cold_start: some test movies occur in train; hold out whole "
                          "movies with splits.cold_start_split(by='movie')")
     liked = test[(test["rating"] >= threshold) & test["userId"].isin(train["userId"].unique())]
     users = IdEncoder.fit(liked["userId"])
@@ -261,7 +261,7 @@ def user_cold_start(model, train: pd.DataFrame, revealed: pd.DataFrame, hidden: 
         An :class:`Evaluation` (metrics as in :func:`item_cold_start`).
     """
     if np.isin(revealed["userId"].unique(), train["userId"].unique()).any():
-        raise ValueError("user_cold_start: some held-out users occur in train; hold out whole "
+        raise DataError("user_cold_start: some held-out users occur in train; hold out whole "
                          "users with splits.cold_start_split(by='user')")
     catalogue = IdEncoder.fit(train["movieId"])
     liked = hidden[(hidden["rating"] >= threshold) & np.isin(hidden["movieId"], catalogue.ids)

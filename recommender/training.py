@@ -28,7 +28,7 @@ import pandas as pd
 import tensorflow as tf
 import keras
 
-from recommender.errors import TrainingError
+from recommender.errors import ParameterError, TrainingError
 
 __all__ = ["TrainingError", "TrainConfig", "History", "strategy", "set_seed", "fit_loop"]
 
@@ -108,7 +108,7 @@ def _optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:
     options = {"adam": keras.optimizers.Adam, "adagrad": keras.optimizers.Adagrad,
                "sgd": keras.optimizers.SGD}
     if name not in options:
-        raise ValueError(f"unknown optimizer {name!r}; choose from {', '.join(options)}")
+        raise ParameterError(f"unknown optimizer {name!r}; choose from {', '.join(options)}")
     return options[name](learning_rate=learning_rate)
 
 

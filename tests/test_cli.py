@@ -166,6 +166,24 @@ def test_bad_params_are_refused_in_one_line(param, message, split_files, capsys)
     assert code == 2 and message in err and len(err.splitlines()) == 1, err
 
 
+@pytest.mark.parametrize("model, params, message", [
+    ("feature-embedding", [], "needs the movies table"),
+    ("tag-text", [], "needs the tags table"),
+    ("multitask", ["--param", "preset=foo"], "unknown preset 'foo'"),
+    ("softmax-dnn", ["--param", "loss=foo"], "unknown loss 'foo'"),
+    ("content", [], "content needs the movies table"),
+    ("regression", ["--param", "optimizer=foo"], "unknown optimizer 'foo'"),
+])
+def test_every_model_reports_bad_settings_and_missing_tables_in_one_line(
+        model, params, message, split_files, capsys):
+    """What a user gets wrong about a model's settings or side tables is one line, exit 2."""
+    train, test = split_files
+    code = main(["evaluate", "--model", model, "--train", str(train), "--test", str(test),
+                 *params])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and message in err and len(err.splitlines()) == 1, err
+
+
 @pytest.mark.parametrize("k", ["0", "-3", "ten"])
 def test_k_below_one_is_refused(k, split_files, capsys):
     train, test = split_files

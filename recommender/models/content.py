@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from recommender.data import DataError
+from recommender.errors import DataError, ParameterError
 from recommender.metrics import RELEVANT_RATING
 from recommender.models.base import Context, Recommender
 from recommender.preprocessing import IdEncoder, Interactions, content_features
@@ -49,7 +49,7 @@ class Content(Recommender):
             raise DataError(f"{self.name} needs the movies table (titles, genres): pass "
                             "movies= to fit, or --movies to recommender evaluate")
         if self.params["weighting"] not in ("liked", "rated", "centred"):
-            raise ValueError(f"{self.name}: weighting must be 'liked', 'rated' or 'centred', got "
+            raise ParameterError(f"{self.name}: weighting must be 'liked', 'rated' or 'centred', got "
                              f"{self.params['weighting']!r}")
         movies = context.movies.drop_duplicates("movieId")
         self.catalogue = IdEncoder.fit(np.union1d(movies["movieId"], data.items.ids))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from recommender.errors import DataError, ParameterError
 from recommender.models.base import Context, Recommender
 from recommender.preprocessing import Interactions
 
@@ -52,15 +53,15 @@ def weighted_chart(ratings: pd.DataFrame, movies: pd.DataFrame | None = None,
         ``movieId, [title,] votes, mean, weighted`` with ``m`` and ``C`` in ``attrs``.
     """
     if not 0.0 <= quantile <= 1.0:
-        raise ValueError(f"quantile must be in [0, 1], got {quantile!r}")
+        raise ParameterError(f"quantile must be in [0, 1], got {quantile!r}")
     stats = ratings.groupby("movieId")["rating"].agg(votes="size", mean="mean").reset_index()
     if genre is not None:
         if movies is None:
-            raise ValueError("a per-genre chart needs the movies table (genres)")
+            raise DataError("a per-genre chart needs the movies table (genres)")
         listed = movies.loc[movies["genres"].map(lambda g: genre in g), "movieId"]
         stats = stats[stats["movieId"].isin(listed)]
         if stats.empty:
-            raise ValueError(f"no rated movie lists the genre {genre!r}")
+            raise DataError(f"no rated movie lists the genre {genre!r}")
     m = float(np.quantile(stats["votes"], quantile))
     c = float(stats["mean"].mean())
     stats = stats.assign(weighted=weighted_rating(stats["votes"], stats["mean"], m, c))
@@ -84,7 +85,7 @@ class WeightedPopularity(Recommender):
 
     def _fit(self, data: Interactions, context: Context) -> None:
         if not 0.0 <= self.params["quantile"] <= 1.0:
-            raise ValueError(f"{self.name}: quantile must be in [0, 1], "
+            raise ParameterError(f"{self.name}: quantile must be in [0, 1], "
                              f"got {self.params['quantile']!r}")
         votes = data.item_counts()
         sums = np.bincount(data.item_index, data.rating.astype(np.float64), data.n_items)
@@ -95,6 +96,9 @@ class WeightedPopularity(Recommender):
 
     def _score(self, user_index):
         return np.broadcast_to(self.weighted, (len(user_index), self.n_items))
+
+    def _shared_scores(self):
+        return self.weighted
 
     def _fold_in(self, ratings, movie_ids):
         """The same chart for a new user; a movie outside train has no votes: ``C``."""

@@ -567,7 +567,7 @@ def item_embedding_2d(model: Recommender, movies: pd.DataFrame, n: int = 1500,
     elif method == "pca":
         points = PCA(2, random_state=seed).fit_transform(vectors)
     else:
-        raise ValueError(f"method must be 'pca' or 'tsne', not {method!r}")
+        raise ParameterError(f"method must be 'pca' or 'tsne', not {method!r}")
     ids = model.items.decode(top)
     info = movies.set_index("movieId").reindex(ids)
     first = info["genres"].map(lambda g: g[0] if isinstance(g, (list, tuple, np.ndarray))

@@ -52,6 +52,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from recommender import metrics
+from recommender.errors import DataError, ParameterError
 from recommender.models.base import Context, Recommender
 from recommender.models.softmax import MASKED_LOGIT, NegativeSampler, flat_history
 from recommender.preprocessing import IdEncoder, Interactions, content_features
@@ -146,14 +147,14 @@ class FeatureEmbedding(Recommender):
     def __init__(self, seed: int = 0, **params: Any):
         super().__init__(seed, **params)
         if self.params["method"] not in ("network", "density"):
-            raise ValueError(f"{self.name}: method must be 'network' or 'density', "
+            raise ParameterError(f"{self.name}: method must be 'network' or 'density', "
                              f"not {self.params['method']!r}")
 
     # -- fitting ---------------------------------------------------------------------------
 
     def _fit(self, data: Interactions, context: Context) -> None:
         if context.movies is None:
-            raise ValueError(f"{self.name}: needs the movies table: fit(train, movies=...), "
+            raise DataError(f"{self.name}: needs the movies table: fit(train, movies=...), "
                              "or --movies on the command line (tags are optional)")
         p = self.params
         tags = context.tags

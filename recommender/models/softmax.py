@@ -80,7 +80,7 @@ def sampling_distribution(counts: np.ndarray, kind: str = "popularity",
     elif kind == "popularity":
         weights = np.maximum(np.asarray(counts, np.float64), 1.0) ** power
     else:
-        raise ValueError(f"unknown sampling distribution {kind!r}; use uniform or popularity")
+        raise ParameterError(f"unknown sampling distribution {kind!r}; use uniform or popularity")
     return weights / weights.sum()
 
 

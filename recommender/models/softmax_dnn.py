@@ -30,6 +30,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from recommender import metrics
+from recommender.errors import ParameterError
 from recommender.models.base import Context, Recommender
 from recommender.models.baselines import ease_inputs
 from recommender.models.softmax import (LOSSES, MASKED_LOGIT, flat_history, holdout_matrix,
@@ -199,7 +200,7 @@ class SoftmaxDNN(Recommender):
         from recommender.training import TrainConfig
 
         if self.params["loss"] not in LOSSES:
-            raise ValueError(f"{self.name}: unknown loss {self.params['loss']!r}; "
+            raise ParameterError(f"{self.name}: unknown loss {self.params['loss']!r}; "
                              f"choose from {', '.join(LOSSES)}")
         ratings = data.matrix("rating")
         config = TrainConfig(epochs=self.params["epochs"], batch_size=self.params["batch_size"],

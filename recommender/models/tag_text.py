@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from recommender.errors import DataError
 from recommender.models.base import Context, Recommender
 from recommender.models.softmax import flat_history
 from recommender.preprocessing import IdEncoder, Interactions
@@ -102,10 +103,10 @@ class TagText(Recommender):
         p = self.params
         tags = context.tags
         if tags is None or tags.empty:
-            raise ValueError(f"{self.name}: needs the tags table: fit(train, tags=...), or "
+            raise DataError(f"{self.name}: needs the tags table: fit(train, tags=...), or "
                              "--movies on the command line from a release folder with tags.csv")
         if p["genres"] and context.movies is None:
-            raise ValueError(f"{self.name}: genres=True needs the movies table "
+            raise DataError(f"{self.name}: genres=True needs the movies table "
                              "(or genres=false)")
         known = [data.items.ids, tags["movieId"].to_numpy()]
         if context.movies is not None:
@@ -198,7 +199,7 @@ class TagText(Recommender):
                               "label": np.where(coo.data[~in_profile] >= p["like"], 1.0, -1.0)})
         n = min(p["per_class"], *pairs["label"].value_counts().reindex([1.0, -1.0], fill_value=0))
         if n == 0:
-            raise ValueError(f"{self.name}: train needs ratings both >= and < {p['like']}")
+            raise DataError(f"{self.name}: train needs ratings both >= and < {p['like']}")
         pairs = pd.concat([g.sample(n, random_state=self.seed)
                            for _, g in pairs.groupby("label")])
         return profile, pairs.sample(frac=1.0, random_state=self.seed)
