@@ -58,19 +58,49 @@ def _peak_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
+def side_file(ratings_file: Path) -> Path:
+    return ratings_file.with_name(ratings_file.stem + "_side.npz")
+
+
+def save_side_tables(movies, tags, path: Path) -> None:
+    """The synthetic movies and tags tables as plain arrays (genres joined by ``|``), so the
+    measuring process can give content models what they read without pickle."""
+    np.savez(path, movieId=movies["movieId"].to_numpy(), title=movies["title"].to_numpy(str),
+             year=movies["year"].fillna(-1).to_numpy(np.int64),
+             genres=np.array(["|".join(g) for g in movies["genres"]]),
+             tag_userId=tags["userId"].to_numpy(), tag_movieId=tags["movieId"].to_numpy(),
+             tag=tags["tag"].to_numpy(str), tag_timestamp=tags["timestamp"].to_numpy())
+
+
+def load_side_tables(path: Path):
+    """``(movies, tags)`` as :func:`save_side_tables` wrote them."""
+    import pandas as pd
+
+    a = np.load(path)
+    year = pd.Series(a["year"], dtype="Int64")
+    movies = pd.DataFrame({"movieId": a["movieId"], "title": a["title"].astype(object),
+                           "year": year.mask(year < 0),
+                           "genres": [g.split("|") for g in a["genres"]]})
+    tags = pd.DataFrame({"userId": a["tag_userId"], "movieId": a["tag_movieId"],
+                         "tag": a["tag"].astype(object), "timestamp": a["tag_timestamp"]})
+    return movies, tags
+
+
 def measure_model(name: str, ratings_file: Path, k: int) -> dict:
-    """Fit one registered model with its ``large_data`` settings and rank for every user."""
+    """Fit one registered model with its ``large_data`` settings (and the movies and tags
+    tables, for the models that read content) and rank for every user."""
     import pandas as pd
 
     from recommender.models import model_class
 
     ratings = pd.DataFrame(dict(np.load(ratings_file)))
+    movies, tags = load_side_tables(side_file(ratings_file))
     cls = model_class(name)
     params = {**cls.large_data, **{key: v for key, v in EPOCH_RUN.items() if key in cls.defaults}}
     model = cls(**params)
     _reset_peak()
     start = time.perf_counter()
-    model.fit(ratings)
+    model.fit(ratings, movies=movies, tags=tags)
     out = {"fit_s": time.perf_counter() - start, "fit_peak_gib": _peak_gib()}
     history = getattr(model, "history", None)
     if isinstance(history, list) and history and hasattr(history[-1], "rows"):
@@ -196,16 +226,18 @@ def main(argv: list[str] | None = None) -> None:
         for size in (int(s) for s in args.sizes):
             n_users, n_movies = shape(size)
             start = time.perf_counter()
-            ratings = make_synthetic(n_users, n_movies, size, rank=16, seed=0).ratings
+            data = make_synthetic(n_users, n_movies, size, rank=16, seed=0)
+            ratings = data.ratings
             ratings_file = Path(folder) / f"ratings_{size}.npz"
             np.savez(ratings_file, **{c: ratings[c].to_numpy() for c in
                                       ("userId", "movieId", "rating")})
+            save_side_tables(data.movies, data.tags, side_file(ratings_file))
             print(f"\n{size:,} ratings, {ratings['userId'].nunique():,} users, "
                   f"{ratings['movieId'].nunique():,} movies (generated in "
                   f"{time.perf_counter() - start:.0f} s)")
             print(f"  {'model':<16} {'fit s':>8} {'epoch s':>8} {'fit GiB':>8} "
                   f"{'top-k s':>8} {'top-k GiB':>9}")
-            del ratings
+            del ratings, data
             for name in names:
                 if name in args.skip or any(s.split("@")[0] == name and
                                             int(float(s.split("@")[1])) == size
