@@ -9,6 +9,7 @@ materialised for more than ``batch_size`` users at a time.
 
 from __future__ import annotations
 
+import os
 from typing import Callable, Iterator
 
 import numpy as np
@@ -130,12 +131,17 @@ def _top_k_rows(scores: np.ndarray, k: int) -> np.ndarray:
 
 def top_k(score_fn: ScoreFn, users: np.ndarray, k: int, n_items: int,
           exclude: sp.csr_matrix | None = None, batch_size: int | None = None,
-          progress: bool = False) -> np.ndarray:
+          progress: bool = False, threads: int | None = None) -> np.ndarray:
     """The ``k`` best items for each user, batched over users.
 
-    Memory: one batch of scores (``batch_size`` users x ``n_items`` float32, about 128 MB by
-    default) plus its selection (a boolean mask of the same shape and the candidates above
-    each row's bound), whatever the number of users.
+    Batches are scored one after the other on the calling thread (a model's scoring may
+    hold state or call TensorFlow), and selected on ``threads`` worker threads meanwhile:
+    selection is numpy work that releases the GIL, so it runs on the cores that scoring
+    leaves idle.
+
+    Memory: up to ``threads + 1`` batches of scores (``batch_size`` users x ``n_items``
+    float32, about 128 MB each by default), each with its selection (a boolean mask of the
+    same shape and the candidates above each row's bound), whatever the number of users.
 
     Args:
         score_fn: maps a batch of user indices to a ``(batch, n_items)`` score array. A new
@@ -148,27 +154,40 @@ def top_k(score_fn: ScoreFn, users: np.ndarray, k: int, n_items: int,
             (the movies each user rated in train).
         batch_size: users per batch (default: about 128 MB of scores).
         progress: show a tqdm bar.
+        threads: selection threads (default: one per core, at most one per batch).
 
     Returns:
         ``(len(users), k)`` item indices, best first; ties go to the lower index (ascending
         movieId). Slots left when a user has fewer than ``k`` candidates hold ``-1``.
     """
+    from concurrent.futures import ThreadPoolExecutor
+
     from recommender.progress import progress_bar
 
     users = np.asarray(users, np.int64)
     out = np.full((len(users), k), -1, np.int64)
     batches = list(iter_batches(len(users), n_items, batch_size))
-    for sl in progress_bar(batches, progress, desc="top-k", leave=False):
-        batch = users[sl]
-        scores = np.asarray(score_fn(batch), dtype=np.float32)
+    threads = threads or max(1, min(os.cpu_count() or 1, len(batches)))
+
+    def select(sl: slice, scores: np.ndarray) -> None:
         if exclude is not None:
-            if not (scores.flags.owndata and scores.flags.writeable):
-                scores = scores.copy()
-            sub = exclude[batch].tocoo()
+            sub = exclude[users[sl]].tocoo()
             scores[sub.row, sub.col] = -np.inf
         picked = _top_k_rows(scores, k)
         valid = np.isfinite(np.take_along_axis(scores, picked, axis=1))
         out[sl, : picked.shape[1]] = np.where(valid, picked, -1)
+
+    pending: list = []
+    with ThreadPoolExecutor(threads) as pool:
+        for sl in progress_bar(batches, progress, desc="top-k", leave=False):
+            scores = np.asarray(score_fn(users[sl]), dtype=np.float32)
+            if exclude is not None and not (scores.flags.owndata and scores.flags.writeable):
+                scores = scores.copy()
+            pending.append(pool.submit(select, sl, scores))
+            while len(pending) > threads:  # bounded memory: wait for the oldest
+                pending.pop(0).result()
+        for future in pending:
+            future.result()
     return out
 
 

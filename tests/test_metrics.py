@@ -136,13 +136,15 @@ def tied_scores(n_users: int, n_items: int, seed: int) -> tuple[np.ndarray, sp.c
     return scores, seen.tocsr()
 
 
+@pytest.mark.parametrize("threads", [1, 3])
 @pytest.mark.parametrize("n_items, sample", [(6000, 1024), (400, 32), (50, 4096)])
-def test_batched_top_k_matches_brute_force(monkeypatch, n_items, sample):
-    # (6000, 1024) and (400, 32) take the sampled-bound path, (50, ...) the full selection
+def test_batched_top_k_matches_brute_force(monkeypatch, n_items, sample, threads):
+    # (6000, 1024) and (400, 32) take the sampled-bound path, (50, ...) the full selection;
+    # with 3 threads, batches are selected concurrently while the next ones are scored
     monkeypatch.setattr(metrics, "_SAMPLE", sample)
     scores, seen = tied_scores(60, n_items, seed=n_items)
     out = metrics.top_k(lambda users: scores[users], np.arange(60), 10, n_items, seen,
-                        batch_size=16)
+                        batch_size=7, threads=threads)
     assert out.tolist() == brute_force_top_k(scores, seen, 10)
 
 

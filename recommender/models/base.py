@@ -290,6 +290,8 @@ class Recommender:
               ) -> np.ndarray:
         """Columns of train-catalogue ``scores`` for raw ``movie_ids``; ``unknown`` for movies
         not in train."""
+        if movie_ids is self.items.ids:  # the train catalogue itself: nothing to map
+            return np.asarray(scores, np.float32)
         index = self.items.encode(movie_ids, unknown="missing")
         out = np.take(np.asarray(scores, np.float32), np.maximum(index, 0), axis=-1)
         out[..., index < 0] = unknown

@@ -267,11 +267,12 @@ class Service:
         self.store = store
         self.sources = sources or {}
         self.n_ratings = len(data.ratings)
-        # Train-catalogue columns of the list model that the movie catalogue can describe.
-        self._describable = np.isin(list_model.items.ids, self.catalogue.ids)
-        counts = self.catalogue.counts[np.minimum(
-            np.searchsorted(self.catalogue.ids, list_model.items.ids), len(self.catalogue) - 1)]
-        self._popularity = counts.astype(np.float32)
+        # The catalogue row of each train column of the list model, and whether the
+        # catalogue can describe it at all.
+        self._row_of_col = np.minimum(np.searchsorted(self.catalogue.ids, list_model.items.ids),
+                                      len(self.catalogue) - 1)
+        self._describable = self.catalogue.ids[self._row_of_col] == list_model.items.ids
+        self._popularity = self.catalogue.counts[self._row_of_col].astype(np.float32)
 
     @classmethod
     def from_config(cls, config: ServeConfig) -> "Service":
@@ -385,40 +386,43 @@ class Service:
     def recommend(self, user_id: int, n: int) -> list[dict]:
         """The user's top ``n`` unrated movies with predicted ratings and a reason."""
         history = self.history(user_id)
-        model = self.list_model
+        model, c = self.list_model, self.catalogue
         row, scores, top = self.top(history, n)
-        cold = row.nnz == 0
+        if row.nnz == 0:
+            default = "among the most rated movies"
+        else:
+            default = f"ranked by {model.name}"
         because = self._because(row, top)
         top_ids = model.items.decode(top)
         predicted = self.predicted(history, top_ids)
-        c = self.catalogue
         out = []
-        for col, movie_id, rating, source in zip(top, top_ids, predicted, because):
-            if source is None:
-                reason = "among the most rated movies" if cold else f"ranked by {model.name}"
-            else:
-                rated_as = float(history.ratings[np.searchsorted(history.movies, source)])
-                reason = f"because you rated {c.titles[c.index(source)]} {rated_as:g}/5"
-            out.append({**c.describe(c.index(int(movie_id))), "score": float(scores[col]),
+        for col, rating, source in zip(top, predicted, because):
+            reason, because_id = default, None
+            if source >= 0:
+                because_id = int(model.items.ids[source])
+                rated_as = history.ratings[np.searchsorted(history.movies, because_id)]
+                reason = (f"because you rated {c.titles[self._row_of_col[source]]} "
+                          f"{float(rated_as):g}/5")
+            out.append({**c.describe(self._row_of_col[col]), "score": float(scores[col]),
                         "predicted_rating": round(float(rating), 2), "reason": reason,
-                        "because_movie_id": source})
+                        "because_movie_id": because_id})
         return out
 
-    def _because(self, row: sp.csr_matrix, top: np.ndarray) -> list[int | None]:
-        """For each recommended column, the rated movie that contributed most to its score
-        (EASE: the largest ``x_j B[j, i]``); ``None`` for other models."""
+    def _because(self, row: sp.csr_matrix, top: np.ndarray) -> np.ndarray:
+        """For each recommended column, the rated column that contributed most to its score
+        (EASE: the largest ``x_j B[j, i]``); -1 where none did, and for other models."""
         model = self.list_model
+        none = np.full(len(top), -1)
         if not isinstance(model, EASE) or not len(top) or not row.nnz:
-            return [None] * len(top)
+            return none
         x = ease_inputs(row, model.params["rating_weight"])
         kept = model.kept
         pos = np.minimum(np.searchsorted(kept, x.indices), len(kept) - 1)
         ok = kept[pos] == x.indices
         if not ok.any():
-            return [None] * len(top)
+            return none
         contrib = x.data[ok, None] * model.B[np.ix_(pos[ok], np.searchsorted(kept, top))]
-        best = model.items.decode(x.indices[ok][np.argmax(contrib, axis=0)])
-        return [int(b) if c > 0 else None for b, c in zip(best, contrib.max(axis=0))]
+        return np.where(contrib.max(axis=0) > 0, x.indices[ok][np.argmax(contrib, axis=0)], -1)
 
     def similar(self, movie_id: int, n: int) -> list[dict]:
         """Movies the list model ranks first for someone who rated only ``movie_id`` (5/5):
