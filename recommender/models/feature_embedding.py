@@ -154,7 +154,7 @@ class FeatureEmbedding(Recommender):
     =====================================  ===============  ============
     setting                                cold movies      new users, 5
     =====================================  ===============  ============
-    no wide terms (before)                 0.764 / 0.045    0.341
+    cosine 0, prior 0 (no wide terms)      0.764 / 0.045    0.341
     cosine 2, prior 0.5 (default)          0.779 / 0.056    0.339
     cosine 5, prior 0.5                    0.779 / 0.053    0.324
     popularity / content (reference)       0.500 / 0.038,   0.330
@@ -322,7 +322,7 @@ class FeatureEmbedding(Recommender):
         catalogue_counts[self.rows] = counts
         prior = popularity_prior(self.features, catalogue_counts, self.rows[counts > 0])
         with strategy().scope():
-            head = _head(content.shape[1], _log_popularity(counts), prior, p,
+            head = _head(content.shape[1], _log_popularity(counts), p,
                          np.random.default_rng(self.seed + 1))
         watched = tf.constant(self.watched)
         flat = {k: tf.constant(v) for k, v in flat_history(content[self.rows]).items()}
@@ -567,8 +567,7 @@ def _log_popularity(counts: np.ndarray) -> np.ndarray:
     return np.where(counts > 0, log - log[counts > 0].mean(), 0.0).astype(np.float32)
 
 
-def _head(n_features: int, id_bias: np.ndarray, prior: np.ndarray, params: dict,
-          rng: np.random.Generator):
+def _head(n_features: int, id_bias: np.ndarray, params: dict, rng: np.random.Generator):
     """The P(watched) network: ``g(U) . h(E, x)[:-1] + h(E, x)[-1]``.
 
     The movie's bias ``h(E, x)[-1]`` also adds a linear term of its content vector ``x``
