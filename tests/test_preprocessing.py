@@ -1,11 +1,14 @@
 """Id encoders, sparse matrices, count filters, the seed-003 ratings matrix, movie features."""
 
+import numpy as np
 import pandas as pd
 import pytest
+import scipy.sparse as sp
 
 from recommender.data import DataError
 from recommender.preprocessing import (IdEncoder, Interactions, filter_min_counts,
-                                       movie_features, ratings_matrix)
+                                       movie_features, popularity_prior, ratings_matrix,
+                                       weighted_content)
 
 RATINGS = pd.DataFrame({"userId": [10, 10, 20, 30, 30, 30],
                         "movieId": [5, 7, 5, 5, 7, 9],
@@ -73,3 +76,27 @@ def test_user_activity_buckets_are_one_definition():
     buckets = user_activity([1, 2, 3], train)
     assert list(buckets) == ["21-50", "1-20", "0"]
     assert list(buckets.categories) == list(ACTIVITY_LABELS)
+
+
+def test_weighted_content_weighs_blocks_and_gives_unit_rows():
+    features = sp.csr_matrix(np.array([[1.0, 0.0, 1.0], [0.0, 1.0, 0.0], [0.0, 0.0, 0.0]]))
+    names = ["genre:Drama", "genre:Comedy", "title:love"]
+    got = weighted_content(features, names, {"genre": 1.0, "title": 0.5}).toarray()
+    np.testing.assert_allclose(got[0], np.array([1.0, 0.0, 0.5]) / np.sqrt(1.25), rtol=1e-6)
+    np.testing.assert_allclose(got[1], [0.0, 1.0, 0.0])
+    assert not got[2].any()  # no content stays empty (no division by zero)
+    assert weighted_content(features, names, {"genre": 1.0, "title": 0.0})[0, 2] == 0.0
+
+
+def test_popularity_prior_ranks_unrated_movies_by_their_content():
+    # feature 0 marks much-watched movies, feature 1 rarely watched ones
+    rng = np.random.default_rng(0)
+    popular = rng.random(40) < 0.5
+    features = sp.csr_matrix(np.c_[popular, ~popular].astype(np.float32))
+    counts = np.where(popular, 100, 2)
+    known = np.arange(30)  # the last 10 movies are unrated (cold)
+    prior = popularity_prior(features, counts, known)
+    assert prior[known].mean() == pytest.approx(0.0, abs=1e-5)
+    assert prior[known].std() == pytest.approx(1.0, rel=1e-4)
+    cold = np.arange(30, 40)
+    assert (prior[cold][popular[cold]].min() > prior[cold][~popular[cold]].max())

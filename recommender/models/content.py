@@ -28,7 +28,8 @@ import scipy.sparse as sp
 from recommender.errors import DataError, ParameterError
 from recommender.metrics import RELEVANT_RATING
 from recommender.models.base import Context, Recommender
-from recommender.preprocessing import IdEncoder, Interactions, content_features
+from recommender.preprocessing import (BLOCK_WEIGHTS, IdEncoder, Interactions, content_features,
+                                      popularity_prior, weighted_content)
 
 __all__ = ["Content"]
 
@@ -41,8 +42,8 @@ class Content(Recommender):
     """Item-item cosine over genre, decade, title-word, tag and text features."""
 
     name = "content"
-    defaults = {"genres": 1.0, "decade": 1.0, "title": 0.5, "tags": 1.0, "tag_count": 0.25,
-                "text": 1.0, "max_features": 5000, "weighting": "liked", "prior": 0.2}
+    defaults = {**{param: BLOCK_WEIGHTS[block] for block, param in BLOCK_PARAMS.items()},
+                "max_features": 5000, "weighting": "liked", "prior": 0.2}
 
     def _fit(self, data: Interactions, context: Context) -> None:
         if context.movies is None:
@@ -60,29 +61,23 @@ class Content(Recommender):
         self.profiles = self._profiles(data.matrix("rating"))
 
     def _popularity_prior(self, data: Interactions) -> np.ndarray:
-        """Standardised ridge prediction of log(1 + train ratings) from the features, for
-        every catalogue movie (zeros when ``prior`` is 0)."""
-        from sklearn.linear_model import Ridge
-
+        """:func:`preprocessing.popularity_prior` of every catalogue movie (zeros when
+        ``prior`` is 0)."""
         if not self.params["prior"]:
             return np.zeros(len(self.catalogue), np.float32)
+        counts = np.zeros(len(self.catalogue))
         train_rows = self.catalogue.encode(self.items.ids)
-        target = np.log1p(data.item_counts())
-        guess = Ridge(alpha=1.0).fit(self.features[train_rows], target).predict(self.features)
-        spread = guess[train_rows].std() or 1.0
-        return ((guess - guess[train_rows].mean()) / spread).astype(np.float32)
+        counts[train_rows] = data.item_counts()
+        return popularity_prior(self.features, counts, train_rows)
 
     def movie_vectors(self, movies: pd.DataFrame, catalogue: IdEncoder,
                       tags: pd.DataFrame | None) -> sp.csr_matrix:
         """Unit-length rows of :func:`preprocessing.content_features` for ``catalogue``, each
         block weighted by its parameter (movies absent from ``movies`` get an empty row)."""
-        from sklearn.preprocessing import normalize
-
         features, names = content_features(movies, catalogue.ids, tags,
                                            max_words=self.params["max_features"])
-        weights = [self.params[BLOCK_PARAMS[name.split(":")[0]]] for name in names]
-        weighted = features @ sp.diags(np.asarray(weights, np.float32))
-        return sp.csr_matrix(normalize(weighted), dtype=np.float32)
+        return weighted_content(features, names, {block: self.params[param] for block, param
+                                                  in BLOCK_PARAMS.items()})
 
     def _weights(self, ratings: sp.csr_matrix) -> sp.csr_matrix:
         """Per-rating weights of the user profile."""

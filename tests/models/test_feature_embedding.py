@@ -67,6 +67,31 @@ def test_fold_in_a_brand_new_user_and_a_brand_new_movie(clusters):
     assert scores[0, 2] > scores[0, 1] and scores[1, 1] > scores[1, 2]
 
 
+def test_content_terms_score_cold_movies_only(clusters, monkeypatch):
+    ratings, movies, cold, train, model = clusters
+    rows = model.catalogue.encode(cold)
+    assert (model.content_weight[model.rows] == 0).all()  # train movies have an id bias
+    assert (model.content_weight[rows] > 0).all()
+    history = train[train["userId"].isin([1, 2])]
+    watched = sp.csr_matrix((np.ones(len(history)), (history["userId"].to_numpy() - 1,
+                                                     model.items.encode(history["movieId"]))),
+                            shape=(2, len(model.items)))
+    # by hand: cosine of the sum of the watched movies' unit content vectors with each movie
+    profile = watched @ model.features[model.rows].toarray()
+    profile /= np.linalg.norm(profile, axis=1, keepdims=True)
+    want = profile @ model.features[rows].toarray().T
+    cosine = model.content_cosine(watched, rows)
+    np.testing.assert_allclose(cosine, want, rtol=1e-5, atol=1e-6)
+    # the network's logit of a cold movie carries exactly weight x cosine
+    logit = lambda p: np.log(p) - np.log1p(-p)  # noqa: E731
+    with_terms = logit(model.fold_in(history, cold).astype(np.float64))
+    weight = model.content_weight[rows]
+    monkeypatch.setattr(model, "content_weight", np.zeros_like(model.content_weight))
+    without = logit(model.fold_in(history, cold).astype(np.float64))
+    np.testing.assert_allclose(with_terms - without,
+                               weight * cosine, rtol=0.01)  # float32 sigmoid near 1
+
+
 def test_method_comparison_scores_the_same_users(clusters):
     ratings, movies, cold, train, model = clusters
     table = method_comparison(model, train, ratings[ratings["movieId"].isin(cold)])
