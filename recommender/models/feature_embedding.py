@@ -182,17 +182,17 @@ class FeatureEmbedding(Recommender):
 
     The liked profile beat the watched one on every split (it does for ``content`` too); a
     larger prior weight lifted cold movies on splits 1 and 2, and prior 1.5 tied prior 1 there
-    but lost new users 0.02 NDCG@10 (they get no wide terms: the loss goes through training),
-    so 1 is the default. The largest content cosine to a single watched movie (item-item
-    evidence a profile averages away), as a third wide term, did not help. Blends computed
-    after training on the scores of the liked / prior 0.5 build (logit + 0.5 to 1 x prior:
-    mean NDCG@10 0.108-0.110; per-user z-scores or ranks of the logit plus 0.25-1 x those of
-    ``content``: 0.105-0.111, AUC 0.796-0.799) came within noise of what a prior weight of 1
-    reaches in training, so the model keeps one score. New-user NDCG@10 moves by 0.03-0.05
-    between model seeds; read that column as "level with popularity". Earlier sweeps, split seed 0, watched profile: no wide terms
-    0.046 / 0.763, new users 0.343; cosine 5, prior 0.5: 0.054 / 0.779, new users 0.326; the
-    same terms on every movie, not only those without an id, cost new users NDCG@10 (0.297
-    against 0.304, one seed).
+    but lost new users 0.02 NDCG@10 (they get no wide terms: the loss goes through training), so
+    1 is the default. The largest content cosine to a single watched movie (item-item evidence a
+    profile averages away), as a third wide term, did not help. Blends computed after training
+    on the scores of the liked / prior 0.5 build (logit + 0.5 to 1 x prior: mean NDCG@10
+    0.108-0.110; per-user z-scores or ranks of the logit plus 0.25-1 x those of ``content``:
+    0.105-0.111, AUC 0.796-0.799) came within noise of what a prior weight of 1 reaches in
+    training, so the model keeps one score. New-user NDCG@10 moves by 0.03-0.05 between model
+    seeds; read that column as "level with popularity". Earlier sweeps, split seed 0, watched
+    profile: no wide terms 0.046 / 0.763, new users 0.343; cosine 5, prior 0.5: 0.054 / 0.779,
+    new users 0.326; the same terms on every movie, not only those without an id, cost new users
+    NDCG@10 (0.297 against 0.304, one seed).
     """
 
     name = "feature-embedding"
