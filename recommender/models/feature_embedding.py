@@ -27,7 +27,7 @@ ratings without retraining. Training follows the seed's two stages, both through
    movies the user rated >= 4 (``profile="liked"``, as ``content`` builds it; ``"watched"``:
    every movie they rated), ``prior`` the content-only popularity prior
    (:func:`recommender.preprocessing.popularity_prior`), ``a`` and ``c`` learned scalars
-   starting at ``cosine_weight`` and ``prior_weight`` (in validation fits ``a`` moved by less
+   starting at ``cosine_weight`` and ``prior_weight`` (in validation fits both moved by less
    than 0.1 in the few epochs early stopping keeps: the starting values are what counts).
    Movies with an id leave them out: for new users ranking warm movies they cost NDCG@10
    on validation. It is trained with binary cross-entropy on held-out watched movies
