@@ -73,16 +73,19 @@ def test_content_terms_score_cold_movies_only(clusters, monkeypatch):
     assert (model.content_weight[model.rows] == 0).all()  # train movies have an id bias
     assert (model.content_weight[rows] > 0).all()
     history = train[train["userId"].isin([1, 2])]
-    watched = sp.csr_matrix((np.ones(len(history)), (history["userId"].to_numpy() - 1,
-                                                     model.items.encode(history["movieId"]))),
-                            shape=(2, len(model.items)))
-    # by hand: cosine of the sum of the watched movies' unit content vectors with each movie
-    profile = watched @ model.features[model.rows].toarray()
-    profile /= np.linalg.norm(profile, axis=1, keepdims=True)
-    want = profile @ model.features[rows].toarray().T
-    cosine = model.content_cosine(watched, rows)
-    np.testing.assert_allclose(cosine, want, rtol=1e-5, atol=1e-6)
-    # the network's logit of a cold movie carries exactly weight x cosine
+    history = history.assign(rating=np.where(np.arange(len(history)) % 3, 4.5, 2.0))
+    matrix = sp.csr_matrix((history["rating"].to_numpy(),
+                            (history["userId"].to_numpy() - 1,
+                             model.items.encode(history["movieId"]))), shape=(2, len(model.items)))
+    train_features = model.features[model.rows].toarray()
+    for profile, counted in (("watched", matrix.toarray() > 0), ("liked", matrix.toarray() >= 4)):
+        monkeypatch.setitem(model.params, "profile", profile)
+        # by hand: cosine of the sum of the counted movies' unit content vectors with each movie
+        sums = counted @ train_features
+        want = sums / np.linalg.norm(sums, axis=1, keepdims=True) @ model.features[rows].toarray().T
+        cosine = model.content_cosine(matrix, rows)
+        np.testing.assert_allclose(cosine, want, rtol=1e-5, atol=1e-6)
+    # the network's logit of a cold movie carries exactly weight x cosine (liked profile)
     logit = lambda p: np.log(p) - np.log1p(-p)  # noqa: E731
     with_terms = logit(model.fold_in(history, cold).astype(np.float64))
     weight = model.content_weight[rows]
@@ -104,6 +107,8 @@ def test_needs_movies_and_a_known_method(clusters):
         make_model("feature-embedding", **FAST).fit(clusters[3])
     with pytest.raises(ValueError, match="method"):
         make_model("feature-embedding", method="kde")
+    with pytest.raises(ValueError, match="profile"):
+        make_model("feature-embedding", profile="rated")
 
 
 def test_save_load_round_trip(clusters, tmp_path):
