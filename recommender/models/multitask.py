@@ -213,6 +213,10 @@ class MultiTask(Recommender):
     """
 
     name = "multitask"
+    # Adam updates every table at every step (14 M floats at ml-25m) whatever the batch:
+    # 4,096 ratings a step (a quarter of the steps; the batch sizes of Yi et al.'s in-batch
+    # softmax) and XLA, which fuses the update (0.22 CPU s a step at 25M-sized tables).
+    large_data = {"batch_size": 4096, "jit_compile": True}
     predicts_ratings = True
     defaults: dict[str, Any] = {
         "preset": "", "dim": 64, "features": "genres", "biases": True, "rating_weight": 1.0,
