@@ -234,8 +234,7 @@ def main(argv: list[str] | None = None) -> None:
             n_users, n_movies = shape(size)
             ratings_file = (args.data_dir or Path(folder)) / f"ratings_{size}.npz"
             if ratings_file.exists() and side_file(ratings_file).exists():
-                print(f"\n{size:,} ratings, {n_users:,} x {n_movies:,} (read from "
-                      f"{ratings_file})")
+                print(f"\n{size:,} ratings (generated earlier, read from {ratings_file})")
             else:
                 start = time.perf_counter()
                 data = make_synthetic(n_users, n_movies, size, rank=16, seed=0)
