@@ -213,6 +213,11 @@ class MultiTask(Recommender):
     """
 
     name = "multitask"
+    # At 25M-sized tables (a sample keeping every user and movie) the defaults ran about
+    # 190 s per million ratings on the loaded machine; batch 2,048 with XLA 28.4 s (4,096:
+    # 28.7 s). u20 validation slice, refit off: RMSE / NDCG@10 0.8369 / 0.1527 against the
+    # defaults' 0.8340 / 0.1542 (batch 4,096: 0.8378 / 0.1416).
+    large_data = {"batch_size": 2048, "jit_compile": True}
     predicts_ratings = True
     defaults: dict[str, Any] = {
         "preset": "", "dim": 64, "features": "genres", "biases": True, "rating_weight": 1.0,

@@ -6,7 +6,7 @@ import pytest
 import scipy.sparse as sp
 
 from recommender.evaluation import fit_and_evaluate
-from recommender.models import MODELS, load_model, make_model
+from recommender.models import MODELS, load_model, make_model, model_class
 from recommender.models.baselines import ease_inputs, ease_weights
 from recommender.synthetic import make_synthetic
 
@@ -82,6 +82,13 @@ def test_recommend_excludes_seen_movies_and_names_unknown_users(split):
 def test_every_registered_model_is_constructible():
     for name in MODELS:
         assert make_model(name).name == name
+
+
+def test_every_large_data_setting_is_a_known_parameter():
+    for name in MODELS:  # benchmarks/scale.py builds each model from these
+        cls = model_class(name)
+        if cls.large_data is not None:
+            assert cls(**cls.large_data).params.items() >= cls.large_data.items()
 
 
 @pytest.mark.parametrize("n_users", [40, 300])  # Woodbury (users < items) and direct inverse
