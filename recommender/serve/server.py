@@ -56,6 +56,8 @@ def serve(config: ServeConfig, host: str = "127.0.0.1", port: int = 8000,
         raise UsageError(f"--port {port}: expected 1-65535")
     if not 1 <= workers <= 64:
         raise UsageError(f"--workers {workers}: expected 1-64")
+    if not 0 <= config.list_cache_mb <= 65536:
+        raise UsageError(f"--list-cache-mb {config.list_cache_mb}: expected 0-65536")
     import uvicorn
 
     from recommender.serve.app import create_app
