@@ -9,10 +9,11 @@
    a. ``GET /recommend/{user}?top_n=10`` only (the target: p99 <= 50 ms at 32 clients),
       every list computed (a server started with ``--list-cache-mb 0``);
    b. the same with the server's default list cache (lists kept until the user's ratings
-      change), with the share of requests the cache answered;
-   c. a mix: recommendations for dataset and new users, searches, similar movies,
+      change), starting empty, with the share of requests the cache answered;
+   c. the same load again, the cache now holding the lists of b;
+   d. a mix: recommendations for dataset and new users, searches, similar movies,
       predictions, and rating writes (``--write-share``);
-   d. writes while the server is killed with SIGKILL; the server restarts on the same
+   e. writes while the server is killed with SIGKILL; the server restarts on the same
       database, and every acknowledged rating is looked for.
    Prints p50/p95/p99 latency, requests/s, errors, writes acknowledged vs found.
 
@@ -292,9 +293,10 @@ def main() -> None:
         try:
             import httpx2 as httpx
 
-            load = Load(args.host, port, args.clients, args.requests, args.max_seconds)
-            load.report(f"2b. the same with the list cache (users drawn at random from "
-                        f"{len(users):,})", *measured(server, load, recommend))
+            for phase in ("2b. the same with the list cache, starting empty (users drawn at "
+                          f"random from {len(users):,})", "2c. again, the cache warm"):
+                load = Load(args.host, port, args.clients, args.requests, args.max_seconds)
+                load.report(phase, *measured(server, load, recommend))
             new_users = [httpx.post(f"{base}/users", json={}).json()["user_id"]
                          for _ in range(args.clients)]
 
@@ -323,7 +325,7 @@ def main() -> None:
                 return "predict", "GET", f"/predict/{user}/{movie}", None
 
             load = Load(args.host, port, args.clients, args.requests, args.max_seconds)
-            load.report(f"2c. mixed, {args.write_share:.0%} writes, {args.clients} clients",
+            load.report(f"2d. mixed, {args.write_share:.0%} writes, {args.clients} clients",
                         *measured(server, load, mixed))
             acknowledged = dict(load.acknowledged)
 
@@ -337,7 +339,7 @@ def main() -> None:
                 return await task
 
             asyncio.run(writes_then_kill())
-            print(f"\n2d. SIGKILL after 2 s of writes: {len(killer.acknowledged):,} acknowledged "
+            print(f"\n2e. SIGKILL after 2 s of writes: {len(killer.acknowledged):,} acknowledged "
                   f"in that phase")
             acknowledged.update(killer.acknowledged)
         finally:
