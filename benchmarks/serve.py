@@ -94,12 +94,26 @@ def start_server(args, artifacts: Path, database: Path, port: int, *options: str
         if process.poll() is not None:
             raise SystemExit("the server exited while starting")
         try:
-            if httpx.get(f"http://{args.host}:{port}/health", timeout=5).status_code == 200:
+            # Every worker listening (each has its own socket once it has loaded the models),
+            # else the first one ready would take every connection of the phase.
+            if (httpx.get(f"http://{args.host}:{port}/health", timeout=5).status_code == 200
+                    and listening(process, port) >= args.workers):
                 return process
         except httpx.TransportError:
-            time.sleep(0.3)
+            pass
+        time.sleep(0.3)
     kill_all(process)
     raise SystemExit("the server did not start within 300 s")
+
+
+def listening(server: subprocess.Popen, port: int) -> int:
+    """Sockets of the server's processes listening on ``port``."""
+    import psutil
+
+    processes = [psutil.Process(server.pid)]
+    processes += processes[0].children(recursive=True)
+    return sum(c.status == psutil.CONN_LISTEN and c.laddr.port == port
+               for p in processes for c in p.net_connections("tcp"))
 
 
 def cpu_seconds(server: subprocess.Popen) -> tuple[float, float]:

@@ -461,8 +461,8 @@ class Service:
         elif isinstance(model, EASE):
             row = ease_inputs(row, model.params["rating_weight"])
             scores = model.score_inputs(row)[0]
-        else:
-            scores = model._fold_in(row, model.items.ids)[0]
+        else:  # a copy: _ranked writes into it, and a model may answer with its own array
+            scores = np.array(model._fold_in(row, model.items.ids)[0])
         return row, scores, self._ranked(scores, row.indices, n)
 
     def recommend(self, user_id: int, n: int, stored: list[StoredRating] | None = None
