@@ -228,8 +228,8 @@ class _Histories:
 
 
 class ListCache:
-    """The recommendation lists served lately, as JSON bodies, least recently used dropped
-    past ``max_bytes``.
+    """The recommendation lists served lately, as JSON bodies, the least recently used
+    dropped once the bodies pass ``max_bytes``.
 
     An entry is keyed by ``(user, top_n)`` and remembers the user's API ratings it was
     computed from; it answers again only while the store holds exactly those ratings. The
