@@ -15,8 +15,9 @@ from recommender.data import MovieLens
 from recommender.models import make_model
 from recommender.serve import RatingsStore, ServeConfig, Service, create_app
 from recommender.serve.app import MAX_BODY_BYTES, STATIC
+from recommender.serve.schemas import Recommendations
 from recommender.serve.server import is_loopback
-from recommender.serve.service import Catalogue, Invalid, NotFound, load_models
+from recommender.serve.service import Catalogue, Invalid, ListCache, NotFound, load_models
 
 
 def rated_ids(client, user_id: int) -> set[int]:
@@ -185,8 +186,6 @@ def test_lists_are_kept_until_the_users_ratings_change_in_any_process(fitted, se
 
 def test_recommendation_bodies_are_what_the_schema_says_kept_or_not(client, fitted,
                                                                      tmp_path):
-    from recommender.serve.schemas import Recommendations
-
     data, lists, ratings = fitted
     uncached = Service(data, lists, ratings, RatingsStore(tmp_path / "store.sqlite3"),
                        list_cache_mb=0)
@@ -204,8 +203,6 @@ def test_recommendation_bodies_are_what_the_schema_says_kept_or_not(client, fitt
 
 
 def test_the_list_cache_keeps_the_latest_within_its_bytes():
-    from recommender.serve.service import ListCache
-
     cache = ListCache(max_bytes=10)
     cache.put((1, 10), (), b"aaaa")
     cache.put((2, 10), ((5, 4.0),), b"bbbb")
