@@ -2,13 +2,18 @@
 
 1. In process: the time of one item-based recommendation of 100 movies (Gorse publishes
    4.35 ms per call), bare (EASE fold-in and ranking) and as the API computes it (plus the
-   store read, reasons and predicted ratings), over every dataset user.
+   store read, reasons, predicted ratings and the JSON body; no list cache), over every
+   dataset user.
 2. A real server (uvicorn, ``--workers`` processes sharing one SQLite store) on 127.0.0.1,
    loaded by ``--clients`` concurrent keep-alive clients:
-   a. ``GET /recommend/{user}?top_n=10`` only (the target: p99 <= 50 ms at 32 clients);
-   b. a mix: recommendations for dataset and new users, searches, similar movies,
+   a. ``GET /recommend/{user}?top_n=10`` only (the target: p99 <= 50 ms at 32 clients),
+      every list computed (a server started with ``--list-cache-mb 0``);
+   b. the same with the server's default list cache (lists kept until the user's ratings
+      change), starting empty, with the share of requests the cache answered;
+   c. the same load again, the cache now holding the lists of b;
+   d. a mix: recommendations for dataset and new users, searches, similar movies,
       predictions, and rating writes (``--write-share``);
-   c. writes while the server is killed with SIGKILL; the server restarts on the same
+   e. writes while the server is killed with SIGKILL; the server restarts on the same
       database, and every acknowledged rating is looked for.
    Prints p50/p95/p99 latency, requests/s, errors, writes acknowledged vs found.
 
@@ -60,13 +65,13 @@ def per_call(service: Service, n: int = 100) -> None:
         service.top(history, n)
         bare.append(time.perf_counter() - start)
         start = time.perf_counter()
-        service.recommend(int(user), n)
+        service.recommendations(int(user), n)
         full.append(time.perf_counter() - start)
     print(f"\n1. one item-based recommendation of {n} movies ({model.name}, "
           f"{model.n_items:,} movies, {len(users)} users; Gorse publishes 4.35 ms)")
     print(f"   fold-in + ranking    mean {np.mean(bare) * 1e3:6.2f} ms  {percentiles(bare)}")
     print(f"   as the API does it   mean {np.mean(full) * 1e3:6.2f} ms  {percentiles(full)}  "
-          f"(+ store read, reasons, predicted ratings)")
+          f"(+ store read, reasons, predicted ratings, JSON)")
 
 
 def free_port(host: str) -> int:
@@ -75,25 +80,40 @@ def free_port(host: str) -> int:
         return s.getsockname()[1]
 
 
-def start_server(args, artifacts: Path, database: Path, port: int) -> subprocess.Popen:
+def start_server(args, artifacts: Path, database: Path, port: int, *options: str
+                 ) -> subprocess.Popen:
     import httpx2 as httpx
 
     process = subprocess.Popen(
         [sys.executable, "-m", "recommender.cli", "serve", "--dataset", args.dataset,
          "--artifacts", str(artifacts), "--database", str(database), "--host", args.host,
-         "--port", str(port), "--workers", str(args.workers)], stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL, start_new_session=True)
+         "--port", str(port), "--workers", str(args.workers), *options],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise SystemExit("the server exited while starting")
         try:
-            if httpx.get(f"http://{args.host}:{port}/health", timeout=5).status_code == 200:
+            # Every worker listening (each has its own socket once it has loaded the models),
+            # else the first one ready would take every connection of the phase.
+            if (httpx.get(f"http://{args.host}:{port}/health", timeout=5).status_code == 200
+                    and listening(process, port) >= args.workers):
                 return process
         except httpx.TransportError:
-            time.sleep(0.3)
+            pass
+        time.sleep(0.3)
     kill_all(process)
     raise SystemExit("the server did not start within 300 s")
+
+
+def listening(server: subprocess.Popen, port: int) -> int:
+    """Sockets of the server's processes listening on ``port``."""
+    import psutil
+
+    processes = [psutil.Process(server.pid)]
+    processes += processes[0].children(recursive=True)
+    return sum(c.status == psutil.CONN_LISTEN and c.laddr.port == port
+               for p in processes for c in p.net_connections("tcp"))
 
 
 def cpu_seconds(server: subprocess.Popen) -> tuple[float, float]:
@@ -166,6 +186,7 @@ class Load:
         self.latency: dict[str, list[float]] = {}
         self.in_app: list[float] = []  # Server-Timing: the app's own time, without queueing
         self.errors: dict[str, int] = {}
+        self.cache: dict[str, int] = {}  # X-Cache of the answers: hit or miss
         self.acknowledged: dict[tuple[int, int], float] = {}
 
     async def run(self, next_request) -> float:
@@ -192,6 +213,8 @@ class Load:
                     timing = headers.get("server-timing", "")
                     if timing.startswith("app;dur="):
                         self.in_app.append(float(timing[8:]) / 1e3)
+                    if "x-cache" in headers:
+                        self.cache[headers["x-cache"]] = self.cache.get(headers["x-cache"], 0) + 1
                     if kind == "write":
                         for r in body["ratings"]:
                             self.acknowledged[(int(path.split("/")[2]), r["movie_id"])] = \
@@ -218,6 +241,10 @@ class Load:
             print(f"   {kind:<10} {percentiles(values)}  ({len(values):,})")
         print(f"   {'in the app':<10} {percentiles(self.in_app)}  (Server-Timing: the rest of "
               f"the latency is queueing, HTTP and the load generator)")
+        if self.cache:
+            hits, lists = self.cache.get("hit", 0), sum(self.cache.values())
+            print(f"   list cache: {hits:,} of {lists:,} lists answered from it "
+                  f"({hits / lists:.0%})")
 
 
 def main() -> None:
@@ -249,7 +276,8 @@ def main() -> None:
         start = time.perf_counter()
         service = Service.from_config(ServeConfig(dataset=args.dataset,
                                                   artifacts=work / "artifacts",
-                                                  database=str(work / "inprocess.sqlite3")))
+                                                  database=str(work / "inprocess.sqlite3"),
+                                                  list_cache_mb=0))
         print(f"models ready in {time.perf_counter() - start:.1f} s "
               f"({service.list_model.name}: {service.list_model.meta['fit_seconds']:.1f} s fit, "
               f"{service.rating_model.name}: {service.rating_model.meta['fit_seconds']:.2f} s)")
@@ -263,19 +291,28 @@ def main() -> None:
 
         base = f"http://{args.host}:{port}"
         database = work / "store.sqlite3"
+
+        def recommend():
+            return "recommend", "GET", f"/recommend/{rng.choice(users)}?top_n=10", None
+
+        server = start_server(args, work / "artifacts", database, port, "--list-cache-mb", "0")
+        try:
+            load = Load(args.host, port, args.clients, args.requests, args.max_seconds)
+            load.report(f"2a. GET /recommend?top_n=10, {args.clients} clients, "
+                        f"{args.workers} server worker(s), every list computed (no list cache)",
+                        *measured(server, load, recommend))
+        finally:
+            kill_all(server)
         server = start_server(args, work / "artifacts", database, port)
         try:
             import httpx2 as httpx
 
+            for phase in ("2b. the same with the list cache, starting empty (users drawn at "
+                          f"random from {len(users):,})", "2c. again, the cache warm"):
+                load = Load(args.host, port, args.clients, args.requests, args.max_seconds)
+                load.report(phase, *measured(server, load, recommend))
             new_users = [httpx.post(f"{base}/users", json={}).json()["user_id"]
                          for _ in range(args.clients)]
-
-            def recommend():
-                return "recommend", "GET", f"/recommend/{rng.choice(users)}?top_n=10", None
-
-            load = Load(args.host, port, args.clients, args.requests, args.max_seconds)
-            load.report(f"2a. GET /recommend?top_n=10, {args.clients} clients, "
-                        f"{args.workers} server worker(s)", *measured(server, load, recommend))
 
             keys = itertools.count()  # every write rates a (user, movie) never rated before
 
@@ -302,7 +339,7 @@ def main() -> None:
                 return "predict", "GET", f"/predict/{user}/{movie}", None
 
             load = Load(args.host, port, args.clients, args.requests, args.max_seconds)
-            load.report(f"2b. mixed, {args.write_share:.0%} writes, {args.clients} clients",
+            load.report(f"2d. mixed, {args.write_share:.0%} writes, {args.clients} clients",
                         *measured(server, load, mixed))
             acknowledged = dict(load.acknowledged)
 
@@ -316,7 +353,7 @@ def main() -> None:
                 return await task
 
             asyncio.run(writes_then_kill())
-            print(f"\n2c. SIGKILL after 2 s of writes: {len(killer.acknowledged):,} acknowledged "
+            print(f"\n2e. SIGKILL after 2 s of writes: {len(killer.acknowledged):,} acknowledged "
                   f"in that phase")
             acknowledged.update(killer.acknowledged)
         finally:

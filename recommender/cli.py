@@ -138,7 +138,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     config = ServeConfig(dataset=args.dataset, data_dir=args.data_dir,
                          artifacts=Path(args.artifacts) if args.artifacts else None,
                          list_model=args.list_model, rating_model=args.rating_model,
-                         database=args.database)
+                         database=args.database, list_cache_mb=args.list_cache_mb)
     serve(config, host=args.host, port=args.port, write_token=args.write_token,
           workers=args.workers)
     return 0
@@ -198,6 +198,9 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("--port", type=int, default=8000)
     se.add_argument("--workers", type=int, default=1,
                     help="server processes sharing the store (each holds the models)")
+    se.add_argument("--list-cache-mb", type=float, default=64.0,
+                    help="memory per process for recommendation lists kept until the user's "
+                         "ratings change (default 64; 0 computes every list)")
     se.add_argument("--write-token", help="required to listen beyond loopback; then writes "
                                           "need 'Authorization: Bearer <token>'")
     se.set_defaults(func=cmd_serve)

@@ -138,13 +138,22 @@ class EASE(Recommender):
         return scores
 
     def _fold_in(self, ratings, movie_ids):
-        """``x B`` for new rows ``x``, weighted as in training; movies outside the modelled
-        ones score -inf."""
-        inputs = ease_inputs(ratings, self.params["rating_weight"])
-        kept = inputs if len(self.kept) == self.n_items else inputs[:, self.kept]
-        scores = np.full((ratings.shape[0], self.n_items), -np.inf, np.float32)
-        scores[:, self.kept] = np.asarray(kept @ self.B)
-        return self._pick(scores, movie_ids)
+        """``x B`` for new rows ``x``, weighted as in training."""
+        return self._pick(self.score_inputs(ease_inputs(ratings, self.params["rating_weight"])),
+                          movie_ids)
+
+    def score_inputs(self, inputs: sp.csr_matrix) -> np.ndarray:
+        """``x B`` for rows ``x`` already weighted by :func:`ease_inputs` (the server keeps
+        the weighted row for its reasons); movies outside the modelled ones score -inf.
+
+        Returns:
+            ``(rows, n_items)`` float32, a new array.
+        """
+        if len(self.kept) == self.n_items:
+            return np.asarray(inputs @ self.B)
+        scores = np.full((inputs.shape[0], self.n_items), -np.inf, np.float32)
+        scores[:, self.kept] = np.asarray(inputs[:, self.kept] @ self.B)
+        return scores
 
     def _state(self):
         x = self.inputs

@@ -5,12 +5,16 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import json
+import multiprocessing
+import multiprocessing.connection
 import os
 import shutil
+import signal
+import socket
 import sys
 import tempfile
 
-from recommender.errors import UsageError
+from recommender.errors import RecommenderError, UsageError
 from recommender.serve.service import ServeConfig, Service
 
 __all__ = ["serve", "is_loopback", "worker_models", "TOKEN_ENV_VAR", "CONFIG_ENV_VAR"]
@@ -41,8 +45,9 @@ def serve(config: ServeConfig, host: str = "127.0.0.1", port: int = 8000,
     """Load (or fit) the models, then serve the API and the page until interrupted.
 
     With ``workers > 1``, the models are fitted once here, saved to a temporary artifacts
-    folder, and each uvicorn worker process loads them (one copy of EASE's item-item matrix
-    per worker); the workers share the store.
+    folder, and each worker process loads them (one copy of EASE's item-item matrix per
+    worker) and listens on the port itself (see :func:`_run_workers`); the workers share
+    the store.
 
     Raises:
         UsageError: ``host`` is not a loopback address and no write token was given (on the
@@ -56,6 +61,8 @@ def serve(config: ServeConfig, host: str = "127.0.0.1", port: int = 8000,
         raise UsageError(f"--port {port}: expected 1-65535")
     if not 1 <= workers <= 64:
         raise UsageError(f"--workers {workers}: expected 1-64")
+    if not 0 <= config.list_cache_mb <= 65536:
+        raise UsageError(f"--list-cache-mb {config.list_cache_mb}: expected 0-65536")
     import uvicorn
 
     from recommender.serve.app import create_app
@@ -80,7 +87,59 @@ def serve(config: ServeConfig, host: str = "127.0.0.1", port: int = 8000,
         os.environ[CONFIG_ENV_VAR] = json.dumps(dataclasses.asdict(shared), default=str)
         if token:
             os.environ[TOKEN_ENV_VAR] = token
-        uvicorn.run("recommender.serve.app:from_environment", factory=True, workers=workers,
-                    host=host, port=port, log_level="warning", access_log=False)
+        if hasattr(socket, "SO_REUSEPORT"):
+            _run_workers(host, port, workers)
+        else:  # uvicorn's workers share one socket
+            uvicorn.run(_WORKER_APP, factory=True, workers=workers, host=host, port=port,
+                        log_level="warning", access_log=False)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+_WORKER_APP = "recommender.serve.app:from_environment"
+
+
+def _worker(host: str, port: int) -> None:
+    """One server process of several, with its own listening socket on the shared port."""
+    import uvicorn
+
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sys.exit(f"recommender: error: cannot listen on {host}:{port}: {exc.strerror}")
+    config = uvicorn.Config(_WORKER_APP, factory=True, log_level="warning", access_log=False)
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+def _run_workers(host: str, port: int, workers: int) -> None:
+    """Run ``workers`` server processes until interrupted, or until one of them stops.
+
+    Each binds the port with ``SO_REUSEPORT``, so the kernel spreads new connections evenly
+    over them. Through one shared socket (uvicorn's ``workers``), the process that wakes first
+    may accept every waiting connection: 32 keep-alive clients connecting at once to two
+    workers, six times, left one worker idle three times through one socket, and split the
+    work evenly all six times with a socket per worker.
+
+    Raises:
+        RecommenderError: a worker failed (it could not bind the port, say).
+    """
+    context = multiprocessing.get_context("spawn")
+    processes = [context.Process(target=_worker, args=(host, port), daemon=True)
+                 for _ in range(workers)]
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # stop the workers too
+    for process in processes:
+        process.start()
+    try:  # until one stops: after Ctrl-C (each worker gets it too), or by failing
+        multiprocessing.connection.wait([p.sentinel for p in processes])
+    finally:
+        for process in processes:
+            process.terminate()  # SIGTERM: uvicorn finishes the requests in flight
+        for process in processes:
+            process.join()
+    failed = [p.exitcode for p in processes if p.exitcode]
+    if failed:
+        raise RecommenderError(f"a server worker failed (exit status {failed[0]}; see its "
+                               f"messages above); the others were stopped too")

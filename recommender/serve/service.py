@@ -10,9 +10,14 @@ model that is exactly one ALS step of the user bias).
 
 from __future__ import annotations
 
+import bisect
 import difflib
+import itertools
+import json
 import re
 import sys
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,10 +29,10 @@ from recommender.data import MovieLens
 from recommender.errors import DataError
 from recommender.models import Recommender, load_model, make_model, model_class
 from recommender.models.baselines import EASE, ease_inputs
-from recommender.serve.store import RatingsStore
+from recommender.serve.store import RatingsStore, StoredRating
 
-__all__ = ["ServeConfig", "Catalogue", "Service", "History", "NotFound", "Invalid", "load_models",
-           "USER_SHRINK"]
+__all__ = ["ServeConfig", "Catalogue", "Service", "History", "ListCache", "NotFound", "Invalid",
+           "load_models", "USER_SHRINK"]
 
 USER_SHRINK = 15.0  # prior weight, in ratings, of a user offset of 0 (baseline's reg_user)
 _YEAR = re.compile(r"\s*\(\d{4}(?:[-–]\d{0,4})?\)\s*$")
@@ -46,6 +51,8 @@ class ServeConfig:
         rating_model: predicts ratings.
         database: a SQLite path or a ``postgresql://`` URL; ``None``:
             ``data/processed/serve-<dataset>.sqlite3``.
+        list_cache_mb: memory for the recommendation lists kept per server process
+            (:class:`ListCache`); 0 computes every list.
     """
 
     dataset: str = "ml-latest-small"
@@ -54,6 +61,7 @@ class ServeConfig:
     list_model: str = "ease-rated"  # fits in about 1.5 s on ml-latest-small; u20 NDCG@10 0.305
     rating_model: str = "baseline"  # fits in 0.05 s, RMSE 0.889 (regression: 0.862 in 12 s)
     database: str | None = None
+    list_cache_mb: float = 64.0
     progress: bool = True
 
 
@@ -106,8 +114,18 @@ class Catalogue:
         self.rank = np.empty(len(self.ids), np.int64)
         self.rank[self.by_popularity] = np.arange(len(self.ids))
         self.genre_names = sorted({g for gs in self.genres for g in gs})
-        self._folded = [t.casefold() for t in self.titles]
-        self._plain = [_plain(t) for t in self.titles]
+        folded = [t.casefold() for t in self.titles]
+        plain = [_plain(t) for t in self.titles]
+        # Search: both forms of every title sorted (the titles a query starts are a range
+        # of it), and one text of them, a line per movie, most rated first (the titles
+        # that contain a query are found by str.find, in C, from the most rated on).
+        names = sorted({(name, i) for i, pair in enumerate(zip(folded, plain)) for name in pair})
+        self._names = [name for name, _ in names]
+        self._name_rows = np.array([i for _, i in names], np.int64)
+        lines = [f"{folded[i]}\t{plain[i]}" for i in self.by_popularity]
+        self._text = "\n".join(lines)
+        self._line_starts = list(itertools.accumulate((len(line) + 1 for line in lines[:-1]),
+                                                      initial=0))
         self._by_plain: dict[str, list[int]] = {}
         for i in self.by_popularity:
             for name in _names(self.titles[i]):
@@ -133,10 +151,25 @@ class Catalogue:
         q = query.strip().casefold()
         if not q:
             return [int(i) for i in self.by_popularity[:limit]]
-        hits = [i for i, (a, b) in enumerate(zip(self._folded, self._plain)) if q in a or q in b]
-        hits.sort(key=lambda i: (not (self._folded[i].startswith(q)
-                                      or self._plain[i].startswith(q)), self.rank[i]))
-        return hits[:limit]
+        if "\t" in q or "\n" in q:  # no title holds them (and they separate the text)
+            return []
+        lo = bisect.bisect_left(self._names, q)
+        hi = bisect.bisect_left(self._names, q + "\U0010ffff", lo)
+        prefixed = np.unique(self._name_rows[lo:hi])
+        hits = prefixed[np.argsort(self.rank[prefixed])][:limit].tolist()
+        seen = set(prefixed.tolist())  # each line is one movie: no repeats beyond these
+        at = self._text.find(q) if len(hits) < limit else -1
+        while at >= 0:
+            line = bisect.bisect_right(self._line_starts, at)  # the line after the hit's
+            i = int(self.by_popularity[line - 1])
+            if i not in seen:
+                hits.append(i)
+                if len(hits) == limit:
+                    break
+            if line == len(self._line_starts):
+                break
+            at = self._text.find(q, self._line_starts[line])
+        return hits
 
     def match(self, text: str) -> tuple[int, str]:
         """The movie a client means by ``text``: a movie id, the exact title, the title in any
@@ -192,6 +225,42 @@ class _Histories:
         i = int(np.searchsorted(self.user_ids, user_id))
         lo, hi = self.indptr[i], self.indptr[i + 1]
         return self.movies[lo:hi], self.ratings[lo:hi]
+
+
+class ListCache:
+    """The recommendation lists served lately, as JSON bodies, the least recently used
+    dropped once the bodies pass ``max_bytes``.
+
+    An entry is keyed by ``(user, top_n)`` and remembers the user's API ratings it was
+    computed from; it answers again only while the store holds exactly those ratings. The
+    store is read at every request, so a rating written through any server process sharing
+    it changes the next list at once; the dataset and the models do not change while serving.
+    """
+
+    def __init__(self, max_bytes: int):
+        self.max_bytes = max_bytes
+        self._entries: OrderedDict[tuple[int, int], tuple[tuple, bytes]] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[int, int], state: tuple) -> bytes | None:
+        """The body kept for ``key`` if it was computed from ``state``, else ``None``."""
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None or entry[0] != state:
+                return None
+            self._entries.move_to_end(key)
+            return entry[1]
+
+    def put(self, key: tuple[int, int], state: tuple, body: bytes) -> None:
+        if len(body) > self.max_bytes:
+            return
+        with self._lock:
+            old = self._entries.pop(key, None)
+            self._bytes += len(body) - (len(old[1]) if old else 0)
+            self._entries[key] = (state, body)
+            while self._bytes > self.max_bytes:
+                self._bytes -= len(self._entries.popitem(last=False)[1][1])
 
 
 @dataclass
@@ -258,7 +327,8 @@ class Service:
     """Answers every question of the API from memory (models, catalogue) and the store."""
 
     def __init__(self, data: MovieLens, list_model: Recommender, rating_model: Recommender,
-                 store: RatingsStore, sources: dict[str, str] | None = None):
+                 store: RatingsStore, sources: dict[str, str] | None = None,
+                 list_cache_mb: float = 64.0):
         _check_roles(type(list_model), type(rating_model))
         self.dataset = data.name
         self.catalogue = Catalogue(data.movies, data.ratings)
@@ -271,8 +341,10 @@ class Service:
         # catalogue can describe it at all.
         self._row_of_col = np.minimum(np.searchsorted(self.catalogue.ids, list_model.items.ids),
                                       len(self.catalogue) - 1)
-        self._describable = self.catalogue.ids[self._row_of_col] == list_model.items.ids
+        self._undescribable = np.flatnonzero(self.catalogue.ids[self._row_of_col]
+                                             != list_model.items.ids)
         self._popularity = self.catalogue.counts[self._row_of_col].astype(np.float32)
+        self.lists = ListCache(int(list_cache_mb * 2**20))
 
     @classmethod
     def from_config(cls, config: ServeConfig) -> "Service":
@@ -288,17 +360,19 @@ class Service:
         database = config.database or PROCESSED_DIR / f"serve-{data.name}.sqlite3"
         store = RatingsStore(database, first_user_id=int(data.ratings["userId"].max()))
         return cls(data, models[config.list_model][0], models[config.rating_model][0], store,
-                   sources={name: source for name, (_, source) in models.items()})
+                   sources={name: source for name, (_, source) in models.items()},
+                   list_cache_mb=config.list_cache_mb)
 
     # -- users -----------------------------------------------------------------------------
 
     def user_exists(self, user_id: int) -> bool:
         return user_id in self.histories or self.store.has_user(user_id)
 
-    def history(self, user_id: int) -> History:
-        """The user's ratings, the API's winning over the dataset's; :class:`NotFound` for
-        an unknown user."""
-        stored = self.store.ratings(user_id)
+    def history(self, user_id: int, stored: list[StoredRating] | None = None) -> History:
+        """The user's ratings, the API's (``stored``, read from the store when not given)
+        winning over the dataset's; :class:`NotFound` for an unknown user."""
+        if stored is None:
+            stored = self.store.ratings(user_id)
         movies, ratings = self.histories.get(user_id)
         if not len(movies) and not stored and not self.store.has_user(user_id):
             raise NotFound(f"user {user_id} does not exist; create one with POST /users")
@@ -354,8 +428,9 @@ class Service:
 
     def _ranked(self, scores: np.ndarray, exclude: np.ndarray, n: int) -> np.ndarray:
         """Train-catalogue columns of the ``n`` best finite scores outside ``exclude``
-        (ties: ascending movie id), without sorting the whole catalogue."""
-        scores = np.where(self._describable, scores, -np.inf)
+        (ties: ascending movie id), without sorting the whole catalogue. Overwrites the
+        scores of excluded movies, and of movies the catalogue cannot describe, with -inf."""
+        scores[self._undescribable] = -np.inf
         scores[exclude[exclude >= 0]] = -np.inf
         n = min(n, len(scores))
         kth = np.partition(scores, len(scores) - n)[len(scores) - n]
@@ -372,57 +447,85 @@ class Service:
                              shape=(1, self.list_model.n_items))
 
     def top(self, history: History, n: int) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray]:
-        """The item-based part of a recommendation: the user's encoded ratings row, the list
-        model's scores over its train movies, and the ``n`` best unrated columns. A user the
-        model knows nothing about gets the most rated movies (``row.nnz == 0``)."""
+        """The item-based part of a recommendation: the user's row as the list model takes it
+        (EASE: its weighted inputs, else the ratings), the model's scores over its train
+        movies, and the ``n`` best unrated columns. A user the model knows nothing about gets
+        the most rated movies (``row.nnz == 0``)."""
         model = self.list_model
         row = self._encoded(history)
-        # The hook of Recommender.fold_in, given the row already encoded (fold_in itself
-        # would rebuild it from a DataFrame: a third of the time of a request).
-        scores = (self._popularity.copy() if row.nnz == 0
-                  else model._fold_in(row, model.items.ids)[0])
+        # The hooks of Recommender.fold_in, given the row already encoded (fold_in itself
+        # would rebuild it from a DataFrame: a third of the time of a request); EASE's
+        # weighted row is kept for the reasons.
+        if row.nnz == 0:
+            scores = self._popularity.copy()
+        elif isinstance(model, EASE):
+            row = ease_inputs(row, model.params["rating_weight"])
+            scores = model.score_inputs(row)[0]
+        else:  # a copy: _ranked writes into it, and a model may answer with its own array
+            scores = np.array(model._fold_in(row, model.items.ids)[0])
         return row, scores, self._ranked(scores, row.indices, n)
 
-    def recommend(self, user_id: int, n: int) -> list[dict]:
-        """The user's top ``n`` unrated movies with predicted ratings and a reason."""
-        history = self.history(user_id)
+    def recommend(self, user_id: int, n: int, stored: list[StoredRating] | None = None
+                  ) -> list[dict]:
+        """The user's top ``n`` unrated movies with predicted ratings and a reason
+        (``stored``: the user's API ratings when already read)."""
+        history = self.history(user_id, stored)
         model, c = self.list_model, self.catalogue
         row, scores, top = self.top(history, n)
-        if row.nnz == 0:
-            default = "among the most rated movies"
-        else:
-            default = f"ranked by {model.name}"
+        default = "among the most rated movies" if row.nnz == 0 else f"ranked by {model.name}"
         because = self._because(row, top)
-        top_ids = model.items.decode(top)
-        predicted = self.predicted(history, top_ids)
+        predicted = self.predicted(history, model.items.decode(top)).tolist()
+        because_ids = model.items.ids[np.maximum(because, 0)]
+        rated_as = np.zeros(len(top), np.float32)
+        rated_as[because >= 0] = history.ratings[np.searchsorted(history.movies,
+                                                                 because_ids[because >= 0])]
         out = []
-        for col, rating, source in zip(top, predicted, because):
-            reason, because_id = default, None
-            if source >= 0:
-                because_id = int(model.items.ids[source])
-                rated_as = history.ratings[np.searchsorted(history.movies, because_id)]
-                reason = (f"because you rated {c.titles[self._row_of_col[source]]} "
-                          f"{float(rated_as):g}/5")
+        for col, rating, source, because_id, stars in zip(
+                top.tolist(), predicted, because.tolist(), because_ids.tolist(),
+                rated_as.tolist()):
+            reason = (f"because you rated {c.titles[self._row_of_col[source]]} {stars:g}/5"
+                      if source >= 0 else default)
             out.append({**c.describe(self._row_of_col[col]), "score": float(scores[col]),
-                        "predicted_rating": round(float(rating), 2), "reason": reason,
-                        "because_movie_id": because_id})
+                        "predicted_rating": round(rating, 2), "reason": reason,
+                        "because_movie_id": because_id if source >= 0 else None})
         return out
+
+    def recommendations(self, user_id: int, n: int) -> tuple[bytes, bool]:
+        """The JSON body of ``GET /recommend/{user_id}?top_n=n`` (seed 001's shape plus the
+        items of :meth:`recommend`), and whether :attr:`lists` had it.
+
+        The user's API ratings are read from the store every time, so the cache never
+        answers with a list that a newer rating has changed.
+        """
+        stored = self.store.ratings(user_id)
+        state = tuple((r.movie_id, r.rating) for r in stored)
+        body = self.lists.get((user_id, n), state)
+        if body is not None:
+            return body, True
+        items = self.recommend(user_id, n, stored)
+        body = json.dumps({"user": user_id, "top_n": n, "model": self.list_model.name,
+                           "recommendations": [item["title"] for item in items],
+                           "items": items},
+                          ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
+        self.lists.put((user_id, n), state, body)
+        return body, False
 
     def _because(self, row: sp.csr_matrix, top: np.ndarray) -> np.ndarray:
         """For each recommended column, the rated column that contributed most to its score
-        (EASE: the largest ``x_j B[j, i]``); -1 where none did, and for other models."""
+        (EASE, given its weighted row ``x``: the largest ``x_j B[j, i]``); -1 where none did,
+        and for other models."""
         model = self.list_model
         none = np.full(len(top), -1)
         if not isinstance(model, EASE) or not len(top) or not row.nnz:
             return none
-        x = ease_inputs(row, model.params["rating_weight"])
         kept = model.kept
-        pos = np.minimum(np.searchsorted(kept, x.indices), len(kept) - 1)
-        ok = kept[pos] == x.indices
+        pos = np.minimum(np.searchsorted(kept, row.indices), len(kept) - 1)
+        ok = kept[pos] == row.indices
         if not ok.any():
             return none
-        contrib = x.data[ok, None] * model.B[np.ix_(pos[ok], np.searchsorted(kept, top))]
-        return np.where(contrib.max(axis=0) > 0, x.indices[ok][np.argmax(contrib, axis=0)], -1)
+        contrib = row.data[ok, None] * model.B[np.ix_(pos[ok], np.searchsorted(kept, top))]
+        return np.where(contrib.max(axis=0) > 0, row.indices[ok][np.argmax(contrib, axis=0)],
+                        -1)
 
     def similar(self, movie_id: int, n: int) -> list[dict]:
         """Movies the list model ranks first for someone who rated only ``movie_id`` (5/5):
@@ -433,9 +536,8 @@ class Service:
         if col[0] < 0:
             raise NotFound(f"movie {movie_id} has no ratings in {model.name}'s training data, "
                            f"so no similar movies")
-        scores = model.fold_in(pd.DataFrame({"userId": [0], "movieId": [movie_id],
-                                             "rating": [5.0]}))[0]
-        top = self._ranked(scores, col, n)
+        _, scores, top = self.top(History(0, np.array([movie_id]), np.array([5.0], np.float32),
+                                          np.zeros(1, bool)), n)
         return [{**self.catalogue.describe(self.catalogue.index(int(m))),
                  "score": float(scores[c])}
                 for c, m in zip(top, model.items.decode(top))]

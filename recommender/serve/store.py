@@ -97,7 +97,9 @@ class RatingsStore:
                              f"postgresql:// URL")
         if self.dialect == "sqlite" and url.database not in (None, "", ":memory:"):
             Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-        self.engine = sa.create_engine(url, pool_size=8, max_overflow=32, pool_pre_ping=True)
+        # A server's connection can drop (pre-ping checks it at each checkout); a file cannot.
+        self.engine = sa.create_engine(url, pool_size=8, max_overflow=32,
+                                       pool_pre_ping=self.dialect == "postgresql")
         if self.dialect == "sqlite":
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
         self.first_user_id = int(first_user_id)

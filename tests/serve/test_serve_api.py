@@ -15,8 +15,9 @@ from recommender.data import MovieLens
 from recommender.models import make_model
 from recommender.serve import RatingsStore, ServeConfig, Service, create_app
 from recommender.serve.app import MAX_BODY_BYTES, STATIC
+from recommender.serve.schemas import Recommendations
 from recommender.serve.server import is_loopback
-from recommender.serve.service import Catalogue, Invalid, NotFound, load_models
+from recommender.serve.service import Catalogue, Invalid, ListCache, NotFound, load_models
 
 
 def rated_ids(client, user_id: int) -> set[int]:
@@ -69,6 +70,25 @@ def test_catalogue_matches_titles_as_people_type_them():
     with pytest.raises(NotFound):
         c.match("zzzzqqq")
     assert c.search("the matrix", 5) == [0] and c.search("batman", 5) == [2, 1]
+
+
+def test_search_puts_titles_that_start_with_the_query_first_then_the_most_rated(fitted):
+    data = fitted[0]
+    movies = data.movies.assign(title=[f"{t}, The" if i % 3 else t for i, t in
+                                       enumerate(data.movies.title)])
+    c = Catalogue(movies, data.ratings)
+    forms = [(t.casefold(), re.sub(r"^(.*), the$", r"the \1", t.casefold())) for t in c.titles]
+
+    def expected(query: str, limit: int) -> list[int]:
+        q = query.strip().casefold()
+        hits = [i for i, pair in enumerate(forms) if any(q in form for form in pair)]
+        return sorted(hits, key=lambda i: (not any(f.startswith(q) for f in forms[i]),
+                                           c.rank[i]))[:limit]
+
+    for query in ("movie 1", "MOVIE", "the synthetic", "1", "e, th", "zz", " movie 3 "):
+        for limit in (1, 5, 100):
+            assert c.search(query, limit) == expected(query, limit), (query, limit)
+    assert c.search("movie\t1", 5) == [] and c.search("", 3) == c.popular(None, 3)
 
 
 def test_predict_matches_ids_titles_and_close_spellings(client, fitted):
@@ -140,6 +160,62 @@ def test_a_new_users_list_changes_at_once_with_each_rating(client, fitted):
         assert all(i["because_movie_id"] in rated_ids(client, user) for i in items)
         lists.append([i["movie_id"] for i in items])
     assert lists[0] != lists[1] != lists[2]
+
+
+def test_lists_are_kept_until_the_users_ratings_change_in_any_process(fitted, service,
+                                                                        tmp_path):
+    data, lists, ratings = fitted
+    # A second server process on the same store: its writes must reach this one's lists.
+    other = Service(data, lists, ratings, RatingsStore(tmp_path / "store.sqlite3"))
+    with TestClient(create_app(service=service)) as a, \
+            TestClient(create_app(service=other)) as b:
+        first = a.get("/recommend/3")
+        again = a.get("/recommend/3")
+        assert (first.headers["x-cache"], again.headers["x-cache"]) == ("miss", "hit")
+        assert again.content == first.content
+        assert a.get("/recommend/3", params={"top_n": 5}).headers["x-cache"] == "miss"
+        movie = first.json()["items"][0]["movie_id"]
+        b.put("/users/3/ratings", json={"ratings": [{"movie_id": movie, "rating": 0.5}]})
+        changed = a.get("/recommend/3")
+        assert changed.headers["x-cache"] == "miss"
+        assert movie not in {i["movie_id"] for i in changed.json()["items"]}
+        b.put("/users/3/ratings", json={"ratings": [{"movie_id": movie, "rating": 0.5}]})
+        assert a.get("/recommend/3").headers["x-cache"] == "hit"  # the same ratings
+    other.store.close()
+
+
+def test_recommendation_bodies_are_what_the_schema_says_kept_or_not(client, fitted,
+                                                                     tmp_path):
+    data, lists, ratings = fitted
+    uncached = Service(data, lists, ratings, RatingsStore(tmp_path / "store.sqlite3"),
+                       list_cache_mb=0)
+    user = client.post("/users", json={"ratings": [{"movie_id": 5, "rating": 4.5}]}).json()
+    with TestClient(create_app(service=uncached)) as computed:
+        for path in ("/recommend/1?top_n=100", f"/recommend/{user['user_id']}?top_n=3"):
+            client.get(path)
+            kept, fresh = client.get(path), computed.get(path)
+            assert (kept.headers["x-cache"], fresh.headers["x-cache"]) == ("hit", "miss")
+            assert kept.content == fresh.content
+            assert kept.headers["content-type"] == "application/json"
+            body = kept.content
+            assert json.loads(body) == Recommendations.model_validate_json(body).model_dump()
+    uncached.store.close()
+
+
+def test_the_list_cache_keeps_the_latest_within_its_bytes():
+    cache = ListCache(max_bytes=10)
+    cache.put((1, 10), (), b"aaaa")
+    cache.put((2, 10), ((5, 4.0),), b"bbbb")
+    assert cache.get((1, 10), ()) == b"aaaa"  # now the most recent
+    cache.put((3, 10), (), b"cccc")  # 12 bytes: the least recent, user 2, goes
+    assert cache.get((2, 10), ((5, 4.0),)) is None
+    assert cache.get((1, 10), ()) == b"aaaa" and cache.get((3, 10), ()) == b"cccc"
+    assert cache.get((1, 10), ((5, 4.0),)) is None  # other ratings: not this list
+    cache.put((4, 10), (), b"x" * 11)  # larger than the whole cache: not kept
+    assert cache.get((4, 10), ()) is None and cache.get((3, 10), ()) == b"cccc"
+    off = ListCache(0)
+    off.put((1, 10), (), b"a")
+    assert off.get((1, 10), ()) is None
 
 
 def test_predicted_ratings_follow_the_users_own_ratings(client):
