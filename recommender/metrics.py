@@ -222,7 +222,7 @@ def top_k_product(user_table: np.ndarray, item_table: np.ndarray, users: np.ndar
     Each of ``threads`` workers scores its own batches with BLAS on one thread, into one
     buffer it reuses, and selects them. On 2 cores this was faster than one product on
     BLAS's threads next to selection threads (BLAS's threads wait for work by spinning,
-    against the selection), and a fresh 128 MB array per batch cost the product 75% more
+    against the selection), and a fresh 128 MB array per batch cost the product 77% more
     CPU in page faults. Same result as :func:`top_k`.
 
     Memory: per thread, one batch of scores (``batch_size`` users x ``n_items`` float32,
