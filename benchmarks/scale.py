@@ -6,15 +6,16 @@ once, then every registered model whose ``large_data`` settings are not ``None``
 with them and ranks the top 10 unseen movies for every user, each model in its own process so
 that its memory is its own. Printed per model and size: fit seconds (for models trained in
 epochs: two epochs without validation, and the second epoch's seconds, XLA compilation
-excluded), top-10-for-all-users seconds, and the peak resident memory of each stage (Linux
+excluded), top-10-for-all-users seconds, the CPU seconds of both stages (all threads: on a
+machine others load, CPU seconds over the cores are what an idle one would take, when the
+stage keeps every core busy) and the peak resident memory of each stage (Linux
 ``VmHWM``, reset at the stage's start: it includes the ratings and the Python/TensorFlow
 runtime already resident). When the ``implicit`` package is installed (the ``[bench]`` extra)
 its ALS (64 factors) is measured in the same run as the reference. A log-log plot of seconds
 against ratings goes to ``--plot`` and every figure to ``--json``.
 
 Usage: ``python benchmarks/scale.py [--sizes 1e6 5e6 25e6] [--models ...] [--skip ease@25e6]
-[--data-dir DIR]`` (``--data-dir`` keeps the generated data for later runs: same sizes, same
-seed, same data).
+[--data-dir DIR]`` (``--data-dir`` keeps the generated data for later runs).
 """
 
 from __future__ import annotations
@@ -102,18 +103,20 @@ def measure_model(name: str, ratings_file: Path, k: int) -> dict:
     params = {**cls.large_data, **{key: v for key, v in EPOCH_RUN.items() if key in cls.defaults}}
     model = cls(**params)
     _reset_peak()
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     model.fit(ratings, movies=movies, tags=tags)
-    out = {"fit_s": time.perf_counter() - start, "fit_peak_gib": _peak_gib()}
+    out = {"fit_s": time.perf_counter() - start, "fit_cpu_s": time.process_time() - cpu,
+           "fit_peak_gib": _peak_gib()}
     history = getattr(model, "history", None)
     if isinstance(history, list) and history and hasattr(history[-1], "rows"):
         out["epoch_s"] = history[-1].rows[-1]["train_seconds"]
     elif "epoch_seconds" in model.meta:  # models that keep no loop history say it here
         out["epoch_s"] = model.meta["epoch_seconds"]
     _reset_peak()
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     model.top_k(np.arange(len(model.users)), k)
-    out.update(top_k_s=time.perf_counter() - start, top_k_peak_gib=_peak_gib())
+    out.update(top_k_s=time.perf_counter() - start, top_k_cpu_s=time.process_time() - cpu,
+               top_k_peak_gib=_peak_gib())
     return out
 
 
@@ -130,14 +133,16 @@ def measure_implicit(ratings_file: Path, k: int, factors: int = 64) -> dict:
     model = implicit.cpu.als.AlternatingLeastSquares(factors=factors, iterations=2,
                                                      random_state=0)
     _reset_peak()
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     model.fit(matrix, show_progress=False)
-    out = {"fit_s": time.perf_counter() - start, "fit_peak_gib": _peak_gib()}
+    out = {"fit_s": time.perf_counter() - start, "fit_cpu_s": time.process_time() - cpu,
+           "fit_peak_gib": _peak_gib()}
     out["epoch_s"] = out["fit_s"] / 2
     _reset_peak()
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     model.recommend(np.arange(len(users)), matrix, N=k, filter_already_liked_items=True)
-    out.update(top_k_s=time.perf_counter() - start, top_k_peak_gib=_peak_gib(),
+    out.update(top_k_s=time.perf_counter() - start, top_k_cpu_s=time.process_time() - cpu,
+               top_k_peak_gib=_peak_gib(),
                version=implicit.__version__)
     return out
 
@@ -199,10 +204,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--timeout", type=float, default=1800, help="seconds per model and size")
     parser.add_argument("--plot", type=Path, default=ROOT / "reports" / "figures" / "scale.png")
-    parser.add_argument("--data-dir", type=Path, help="keep each size's generated data here "
-                        "and reuse it in later runs (default: a temporary folder)")
     parser.add_argument("--json", type=Path,
                         default=ROOT / "reports" / "benchmarks" / "scale.json")
+    parser.add_argument("--data-dir", type=Path, help="keep the generated data here and reuse "
+                        "it on later runs (same sizes, same seed: the same data); default: a "
+                        "temporary folder")
     parser.add_argument("--measure", nargs=2, metavar=("MODEL", "RATINGS_NPZ"),
                         help=argparse.SUPPRESS)  # the per-model child process
     args = parser.parse_args(argv)
@@ -229,17 +235,18 @@ def main(argv: list[str] | None = None) -> None:
     print("times are wall seconds on this machine; memory is the peak resident set of the "
           "stage's process")
     results = []
-    with tempfile.TemporaryDirectory() as folder:
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = args.data_dir or Path(scratch)
+        folder.mkdir(parents=True, exist_ok=True)
         for size in (int(s) for s in args.sizes):
             n_users, n_movies = shape(size)
-            ratings_file = (args.data_dir or Path(folder)) / f"ratings_{size}.npz"
+            ratings_file = folder / f"ratings_{size}.npz"
             if ratings_file.exists() and side_file(ratings_file).exists():
-                print(f"\n{size:,} ratings (generated earlier, read from {ratings_file})")
+                print(f"\n{size:,} ratings from {ratings_file}")
             else:
                 start = time.perf_counter()
                 data = make_synthetic(n_users, n_movies, size, rank=16, seed=0)
                 ratings = data.ratings
-                ratings_file.parent.mkdir(parents=True, exist_ok=True)
                 np.savez(ratings_file, **{c: ratings[c].to_numpy() for c in
                                           ("userId", "movieId", "rating")})
                 save_side_tables(data.movies, data.tags, side_file(ratings_file))
@@ -248,7 +255,7 @@ def main(argv: list[str] | None = None) -> None:
                       f"{time.perf_counter() - start:.0f} s)")
                 del ratings, data
             print(f"  {'model':<16} {'fit s':>8} {'epoch s':>8} {'fit GiB':>8} "
-                  f"{'top-k s':>8} {'top-k GiB':>9}")
+                  f"{'top-k s':>8} {'top-k GiB':>9} {'fit CPU s':>9} {'top-k CPU s':>11}")
             for name in names:
                 if name in args.skip or any(s.split("@")[0] == name and
                                             int(float(s.split("@")[1])) == size
@@ -263,7 +270,8 @@ def main(argv: list[str] | None = None) -> None:
                     continue
                 epoch = f"{row['epoch_s']:8.2f}" if "epoch_s" in row else f"{'-':>8}"
                 print(f"  {name:<16} {row['fit_s']:8.2f} {epoch} {row['fit_peak_gib']:8.2f} "
-                      f"{row['top_k_s']:8.2f} {row['top_k_peak_gib']:9.2f}", flush=True)
+                      f"{row['top_k_s']:8.2f} {row['top_k_peak_gib']:9.2f} "
+                      f"{row['fit_cpu_s']:9.2f} {row['top_k_cpu_s']:11.2f}", flush=True)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(results, indent=1))
     plot(results, args.plot)

@@ -217,6 +217,9 @@ def fit_loop(module: tf.Module, loss_fn: LossFn, data: dict[str, np.ndarray],
     else:
         run_epoch = python_epoch
 
+    # Row indices in int32 where they fit: the same permutation (the same shuffle of the same
+    # draws) in half the memory, 200 MB less at MovieLens-25M scale with its tensor copy.
+    indices = np.arange(n, dtype=np.int32 if n < 2**31 else np.int64)
     history = History()
     best_weights = None
     waited = 0
@@ -225,7 +228,7 @@ def fit_loop(module: tf.Module, loss_fn: LossFn, data: dict[str, np.ndarray],
                        leave=False)
     for epoch in bar:
         epoch_start = time.perf_counter()
-        total, steps = run_epoch(rng.permutation(n)), n_steps
+        total, steps = run_epoch(rng.permutation(indices)), n_steps
         train_seconds = time.perf_counter() - epoch_start
         history.examples_seen += steps * batch_size
         loss = total / max(steps, 1)

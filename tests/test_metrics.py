@@ -137,15 +137,29 @@ def tied_scores(n_users: int, n_items: int, seed: int) -> tuple[np.ndarray, sp.c
 
 
 @pytest.mark.parametrize("threads", [1, 3])
-@pytest.mark.parametrize("n_items, sample", [(6000, 1024), (400, 32), (50, 4096)])
-def test_batched_top_k_matches_brute_force(monkeypatch, n_items, sample, threads):
-    # (6000, 1024) and (400, 32) take the sampled-bound path, (50, ...) the full selection;
-    # with 3 threads, batches are selected concurrently while the next ones are scored
-    monkeypatch.setattr(metrics, "_SAMPLE", sample)
+@pytest.mark.parametrize("n_items, group", [(6000, 16), (413, 16), (413, 5), (50, 16)])
+def test_batched_top_k_matches_brute_force(monkeypatch, n_items, group, threads):
+    # (6000, 16) and (413, ...) take the group-maxima bound (413: with columns past the last
+    # group), (50, 16) the full selection; with 3 threads, batches are selected concurrently
+    # while the next ones are scored
+    monkeypatch.setattr(metrics, "_GROUP", group)
     scores, seen = tied_scores(60, n_items, seed=n_items)
     out = metrics.top_k(lambda users: scores[users], np.arange(60), 10, n_items, seen,
                         batch_size=7, threads=threads)
     assert out.tolist() == brute_force_top_k(scores, seen, 10)
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_top_k_product_matches_brute_force(threads):
+    rng = np.random.default_rng(7)
+    user_table = rng.integers(-2, 3, size=(50, 4)).astype(np.float32)
+    item_table = rng.integers(-2, 3, size=(4, 700)).astype(np.float32)  # ties everywhere
+    _, seen = tied_scores(50, 700, seed=8)
+    users = np.array([3, 0, 49, 3, 1, 7, 8])  # any order, repeats allowed
+    expected = brute_force_top_k(user_table @ item_table, seen, 10)
+    out = metrics.top_k_product(user_table, item_table, users, 10, seen, batch_size=2,
+                                threads=threads)
+    assert out.tolist() == [expected[u] for u in users]
 
 
 def test_top_k_never_writes_into_a_borrowed_score_array():

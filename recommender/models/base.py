@@ -25,7 +25,7 @@ import scipy.sparse as sp
 
 from recommender.artifacts import read_artifact, write_artifact
 from recommender.errors import ParameterError
-from recommender.metrics import top_k, top_k_shared
+from recommender.metrics import top_k, top_k_product, top_k_shared
 from recommender.preprocessing import IdEncoder, Interactions
 
 __all__ = ["Recommender", "Context", "fingerprint", "table_fingerprint"]
@@ -231,14 +231,24 @@ class Recommender:
         """
         return None
 
+    def _score_factors(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """``(user_table, item_table)`` when every score is the product
+        ``user_table[u] @ item_table`` (float32), else ``None``.
+
+        Models that score so (the factor models) return them, so that :meth:`top_k` scores
+        and selects batches on every core (:func:`recommender.metrics.top_k_product`).
+        """
+        return None
+
     def top_k(self, user_index: np.ndarray, k: int = 10, exclude_seen: bool = True,
               progress: bool = False) -> np.ndarray:
         """The ``k`` best train-catalogue items for each user index, best first.
 
         Movies the user rated in train are left out when ``exclude_seen``; ties go to the
         lower index (ascending movieId); ``-1`` pads lists shorter than ``k``. Batched over
-        users (:func:`recommender.metrics.top_k`), or one sort of the catalogue for models
-        whose scores are the same for everyone (:meth:`_shared_scores`).
+        users (:func:`recommender.metrics.top_k`), as one product per batch for factor models
+        (:meth:`_score_factors`), or one sort of the catalogue for models whose scores are the
+        same for everyone (:meth:`_shared_scores`).
         """
         self._check_fitted()
         user_index = np.asarray(user_index, np.int64)
@@ -246,6 +256,9 @@ class Recommender:
         shared = self._shared_scores()
         if shared is not None:
             return top_k_shared(shared, user_index, k, exclude)
+        factors = self._score_factors()
+        if factors is not None:
+            return top_k_product(*factors, user_index, k, exclude, progress=progress)
         return top_k(self.score, user_index, k, self.n_items, exclude, progress=progress)
 
     @property

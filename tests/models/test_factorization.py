@@ -46,6 +46,14 @@ def test_unseen_users_and_movies_fall_back_to_biases(regression):
     np.testing.assert_allclose(pred, expected, rtol=1e-5)
 
 
+def test_top_k_scores_the_factor_product_on_worker_threads_same_as_batch_scoring(regression):
+    users = np.arange(len(regression.users))
+    by_batches = metrics.top_k(regression.score, users, 10, regression.n_items,
+                               regression.seen, batch_size=7)
+    assert regression._score_factors() is not None
+    assert regression.top_k(users, 10).tolist() == by_batches.tolist()
+
+
 def test_dense_and_sparse_paths_reach_the_same_parameters():
     ratings = make_synthetic(n_users=30, n_movies=40, n_ratings=400, rank=2, seed=1).ratings
     common = {"validation": 0.0, "epochs": 5, "batch_size": 10**6, "dim": 4,
