@@ -221,7 +221,7 @@ def main(argv: list[str] | None = None) -> None:
         return
 
     from recommender.models import MODELS, model_class
-    from recommender.synthetic import make_synthetic
+    from recommender.data.synthetic import make_synthetic
 
     names = args.models or [n for n in MODELS if model_class(n).large_data is not None]
     not_scaling = [n for n in MODELS if n not in names]

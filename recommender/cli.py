@@ -2,7 +2,7 @@
 
 Bad input exits with status 2 and one line saying what was wrong, a failed run with status 1
 and one line; only a bug shows a traceback. TensorFlow is imported only by the models that
-use it, and quietly (see :mod:`recommender.quiet`).
+use it, and quietly (see :mod:`recommender.core.quiet`).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from recommender.errors import RecommenderError, UsageError
+from recommender.core.errors import RecommenderError, UsageError
 
 __all__ = ["main"]
 
@@ -65,9 +65,9 @@ def _format_table(rows: dict) -> str:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from recommender.data import load_movielens, read_ratings
-    from recommender.evaluation import fit_and_evaluate
+    from recommender.evaluation.protocol import fit_and_evaluate
     from recommender.models import model_class
-    from recommender.reports import atomic_write_text
+    from recommender.reporting.records import atomic_write_text
 
     # Unknown names and bad parameters fail before any data is read or model trained.
     params = model_class(args.model).parse_params(_split_params(args.param))
@@ -101,7 +101,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_fetch(args: argparse.Namespace) -> int:
-    from recommender.fetch import fetch
+    from recommender.data.fetch import fetch
 
     path = fetch(args.name, data_dir=args.data_dir, force=args.force)
     print(path)
@@ -109,7 +109,7 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 
 
 def cmd_describe(args: argparse.Namespace) -> int:
-    from recommender.data import load_movielens
+    from recommender.data.releases import load_movielens
 
     info = load_movielens(args.name, args.data_dir).describe()
     print(json.dumps(info, indent=2) if args.json else _format_table(info))
@@ -117,8 +117,8 @@ def cmd_describe(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from recommender.config import shown
-    from recommender.runner import run_notebooks
+    from recommender.core.config import shown
+    from recommender.reporting.runner import run_notebooks
 
     result = run_notebooks(dataset=args.dataset, data_dir=args.data_dir,
                            split_dir=args.split_dir, quick=args.quick, seed=args.seed,

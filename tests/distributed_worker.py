@@ -8,12 +8,12 @@ for the one-process reference).
 import json
 import sys
 
-from recommender.training import strategy
+from recommender.models.training import strategy
 
 strategy()  # first: TensorFlow sets up collective ops at start-up
 
 from recommender.models import make_model  # noqa: E402
-from recommender.synthetic import make_synthetic  # noqa: E402
+from recommender.data.synthetic import make_synthetic  # noqa: E402
 
 data = make_synthetic(n_users=80, n_movies=60, n_ratings=2_000, rank=3, seed=0).ratings
 model = make_model("regression", dim=4, epochs=4, batch_size=200, learning_rate=0.05,

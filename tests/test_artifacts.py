@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from recommender.artifacts import read_artifact, write_artifact
+from recommender.models.artifacts import read_artifact, write_artifact
 
 
 def test_round_trip(tmp_path):
@@ -56,7 +56,7 @@ def test_object_arrays_are_refused_on_write(tmp_path):
 
 def test_a_crash_while_swapping_keeps_a_whole_artifact(tmp_path, monkeypatch):
     """The old artifact is renamed away, not deleted, until the new one is in place."""
-    import recommender.artifacts as artifacts
+    import recommender.models.artifacts as artifacts
 
     write_artifact(tmp_path / "m", "x", {"v": 1}, {"a": np.zeros(1)})
     real_replace = artifacts.os.replace

@@ -12,7 +12,7 @@ JSON_KEYS = {"model", "precision@10", "recall@10", "ndcg@10", "map@10", "hr@10",
 
 @pytest.fixture()
 def split_files(synthetic_small, tmp_path):
-    from recommender.splits import per_user_split
+    from recommender.data.splits import per_user_split
 
     train, test = per_user_split(synthetic_small.ratings, 0.2, seed=0)
     train.to_csv(tmp_path / "train.csv", index=False)
@@ -206,7 +206,7 @@ def test_unwritable_outputs_are_one_line(option, split_files, tmp_path, capsys):
 
 
 def test_a_bug_is_not_disguised_as_bad_input(split_files, monkeypatch):
-    import recommender.evaluation as evaluation
+    import recommender.evaluation.protocol as evaluation
 
     def broken(*args, **kwargs):
         raise TypeError("a programming error")
@@ -218,7 +218,7 @@ def test_a_bug_is_not_disguised_as_bad_input(split_files, monkeypatch):
 
 
 def test_quiet_import_drops_tensorflow_start_up_lines_and_keeps_the_rest(capfd):
-    from recommender.quiet import captured_stderr
+    from recommender.core.quiet import captured_stderr
 
     with captured_stderr():
         os.write(2, b"WARNING: All log messages before absl::InitializeLog() is called are "

@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recommender import splits
-from recommender.data import DataError
+from recommender.data import splits
+from recommender.core.errors import DataError
 from recommender.evaluation import RandomOrder, cold_start_table, item_cold_start, \
     user_cold_start
 from recommender.metrics import roc_auc
@@ -122,7 +122,7 @@ def test_cold_start_table_rows(synthetic_small):
 
 
 def test_reference_draw_on_ml_latest_small(shared_data):
-    from recommender.data import load_movielens
+    from recommender.data.releases import load_movielens
 
     ratings = load_movielens(shared_data / "ml-latest-small").ratings
     train, test = splits.cold_start_split(ratings, "movie", 0.2, 42)

@@ -4,7 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recommender.comparison import (_params_for, bootstrap_ci, compare, paired_p_value,
+from recommender.evaluation import settings_for
+from recommender.evaluation.comparison import (bootstrap_ci, compare, paired_p_value,
                                     precision_recall_at_k, rmse_by_activity)
 from recommender.evaluation import fit_and_evaluate
 
@@ -13,8 +14,8 @@ BASELINES = ["global-mean", "baseline", "popularity", "ease"]
 
 @pytest.fixture(scope="module")
 def split():
-    from recommender.splits import per_user_split
-    from recommender.synthetic import make_synthetic
+    from recommender.data.splits import per_user_split
+    from recommender.data.synthetic import make_synthetic
 
     data = make_synthetic(n_users=150, n_movies=200, n_ratings=6_000, rank=4, n_genres=8, seed=1)
     return per_user_split(data.ratings, 0.2, seed=0)
@@ -84,10 +85,10 @@ def test_rmse_by_activity_buckets_users_by_train_ratings():
 
 
 def test_quick_mode_passes_only_known_parameters():
-    assert _params_for("baseline", None, quick=True) == {"epochs": 2}
-    assert _params_for("ease", None, quick=True) == {}
-    assert _params_for("baseline", {"baseline": {"epochs": 5}}, quick=True) == {"epochs": 5}
-    assert _params_for("baseline", None, quick=False) == {}
+    assert settings_for("baseline", None, quick=True) == {"epochs": 2}
+    assert settings_for("ease", None, quick=True) == {}
+    assert settings_for("baseline", {"baseline": {"epochs": 5}}, quick=True) == {"epochs": 5}
+    assert settings_for("baseline", None, quick=False) == {}
 
 
 def test_table_has_intervals_and_p_values_against_the_best_baseline(baselines):

@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recommender.data import DataError, load_movielens, read_ratings
+from recommender.core.errors import DataError
+from recommender.data import load_movielens, read_ratings
 
 # -- small releases in each layout, written byte for byte as GroupLens does --------------------
 

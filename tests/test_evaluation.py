@@ -25,7 +25,7 @@ def test_relevance_keeps_liked_test_movies_known_in_train():
 
 
 def test_fit_and_evaluate_reports_every_key(synthetic_small):
-    from recommender.splits import per_user_split
+    from recommender.data.splits import per_user_split
 
     train, test = per_user_split(synthetic_small.ratings, 0.2, seed=0)
     _, result = fit_and_evaluate("baseline", train, test)
@@ -35,7 +35,7 @@ def test_fit_and_evaluate_reports_every_key(synthetic_small):
 
 
 def test_classifiers_also_report_their_classification_metrics(synthetic_small):
-    from recommender.splits import per_user_split
+    from recommender.data.splits import per_user_split
 
     train, test = per_user_split(synthetic_small.ratings, 0.2, seed=0)
     _, result = fit_and_evaluate("classification", train, test, epochs=2, dim=4, refit=False)
@@ -74,7 +74,7 @@ def test_ease_reproduces_the_reference_ndcg(u20):
 def test_cache_dir_reuses_a_model_only_for_the_same_data_and_settings(synthetic_small,
                                                                      tmp_path, monkeypatch):
     from recommender.models.baselines import Biases
-    from recommender.splits import per_user_split
+    from recommender.data.splits import per_user_split
 
     train, test = per_user_split(synthetic_small.ratings, 0.2, seed=0)
     fits = []
@@ -94,7 +94,7 @@ def test_cache_key_covers_the_side_tables_the_fit_read(synthetic_small, tmp_path
     """A model whose fit read the movies table is reused only with the same movies; tables
     it never read do not matter."""
     from recommender.models.baselines import Biases
-    from recommender.splits import per_user_split
+    from recommender.data.splits import per_user_split
 
     train, test = per_user_split(synthetic_small.ratings, 0.2, seed=0)
     movies, other_movies = synthetic_small.movies, synthetic_small.movies.iloc[1:]
@@ -117,7 +117,7 @@ def test_cache_key_covers_the_side_tables_the_fit_read(synthetic_small, tmp_path
 
 
 def test_evaluate_refuses_a_list_length_below_one(synthetic_small):
-    from recommender.errors import UsageError
+    from recommender.core.errors import UsageError
 
     model = make_model("popularity").fit(synthetic_small.ratings)
     with pytest.raises(UsageError, match="k \\(the list length\\)"):
@@ -127,7 +127,7 @@ def test_evaluate_refuses_a_list_length_below_one(synthetic_small):
 def test_fit_and_evaluate_hides_tags_on_held_out_ratings(synthetic_small, monkeypatch):
     """A tag on a test rating tells which movie the user watched: the fit never sees it."""
     from recommender.models.baselines import Biases
-    from recommender.splits import per_user_split
+    from recommender.data.splits import per_user_split
 
     train, test = per_user_split(synthetic_small.ratings, 0.2, seed=0)
     on_test, on_train = test.iloc[0], train.iloc[0]

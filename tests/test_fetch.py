@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from recommender import data
-from recommender.data import DataError, Release, load_movielens
-from recommender.fetch import ensure_release, fetch
+
+from recommender.core.errors import DataError
+from recommender.data import RELEASES, Release, load_movielens
+from recommender.data.fetch import ensure_release, fetch
 
 RATINGS = "userId,movieId,rating,timestamp\n1,1,4.0,964982703\n2,1,3.0,964982224\n"
 MOVIES = "movieId,title,genres\n1,Toy Story (1995),Animation\n"
@@ -84,9 +85,9 @@ def test_pinned_md5_is_used(server, tmp_path, monkeypatch):
     root, url = server
     digest = _release(root, "ml-100k", md5_file=None)
     pinned = Release("ml-100k", "https://example.org/ml-100k.zip", digest, "csv", "test")
-    monkeypatch.setitem(data.RELEASES, "ml-100k", pinned)
+    monkeypatch.setitem(RELEASES, "ml-100k", pinned)
     assert fetch("ml-100k", tmp_path / "data", url=url, progress=False).is_dir()
-    monkeypatch.setitem(data.RELEASES, "ml-100k", Release("ml-100k", pinned.url, "0" * 32,
+    monkeypatch.setitem(RELEASES, "ml-100k", Release("ml-100k", pinned.url, "0" * 32,
                                                           "csv", "test"))
     with pytest.raises(DataError, match="does not match"):
         fetch("ml-100k", tmp_path / "other", url=url, progress=False)

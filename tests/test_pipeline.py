@@ -16,9 +16,9 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
-from recommender.config import PROJECT_ROOT
+from recommender.core.config import PROJECT_ROOT
 from recommender.models import MODELS
-from recommender.runner import NotebookFailed, notebook_paths, run_notebooks
+from recommender.reporting.runner import NotebookFailed, notebook_paths, run_notebooks
 
 pytestmark = pytest.mark.slow
 
@@ -137,7 +137,7 @@ def _alive(pid: int) -> bool:
 def test_a_signal_stops_the_run_and_its_kernel_within_seconds(tmp_path, signum):
     notebooks, reports, pid_file = tmp_path / "notebooks", tmp_path / "reports", tmp_path / "pid"
     _sleeping_notebooks(notebooks)
-    code = ("import sys; from recommender.runner import run_notebooks; "
+    code = ("import sys; from recommender.reporting.runner import run_notebooks; "
             f"run_notebooks(dataset='synthetic', reports_dir={str(reports)!r}, "
             f"notebooks_dir={str(notebooks)!r}, "
             "progress=False)")
@@ -162,7 +162,7 @@ def test_a_signal_stops_the_run_and_its_kernel_within_seconds(tmp_path, signum):
 def test_a_missing_release_is_fetched_and_offline_says_what_to_do(tmp_path, monkeypatch):
     import urllib.error
 
-    from recommender.errors import DataError
+    from recommender.core.errors import DataError
 
     def offline(*args, **kwargs):
         raise urllib.error.URLError("no network")

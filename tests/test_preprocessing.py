@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from recommender.data import DataError
-from recommender.preprocessing import (IdEncoder, Interactions, filter_min_counts,
+from recommender.core.errors import DataError
+from recommender.data.preprocessing import (IdEncoder, Interactions, filter_min_counts,
                                        movie_features, popularity_prior, ratings_matrix,
                                        weighted_content)
 
@@ -70,7 +70,7 @@ def test_movie_features_align_with_encoder():
 
 
 def test_user_activity_buckets_are_one_definition():
-    from recommender.preprocessing import ACTIVITY_LABELS, user_activity
+    from recommender.data.preprocessing import ACTIVITY_LABELS, user_activity
 
     train = pd.DataFrame({"userId": [1] * 25 + [2], "movieId": range(26), "rating": 4.0})
     buckets = user_activity([1, 2, 3], train)

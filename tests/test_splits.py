@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recommender import splits
-from recommender.data import DataError
+from recommender.data import splits
+from recommender.core.errors import DataError
 
 SPLITS = {
     "random": lambda r, seed: splits.random_split(r, 0.2, seed),

@@ -6,10 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recommender.data import DataError
+from recommender.core.errors import DataError
 from recommender.models import make_model
-from recommender.splits import per_user_split
-from recommender.synthetic import make_synthetic, planted_clusters
+from recommender.data.splits import per_user_split
+from recommender.data.synthetic import make_synthetic, planted_clusters
 
 
 def test_shape_and_dtypes(synthetic_small):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from recommender.training import TrainConfig, TrainingError, fit_loop, strategy
+from recommender.models.training import TrainConfig, TrainingError, fit_loop, strategy
 
 
 class Line(tf.Module):

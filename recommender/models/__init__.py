@@ -12,7 +12,7 @@ import importlib.util
 import sys
 from pathlib import Path
 
-from recommender.errors import UnknownModel
+from recommender.core.errors import UnknownModel
 from recommender.models.base import Context, Recommender
 
 __all__ = ["MODELS", "Recommender", "Context", "model_class", "make_model", "load_model",

@@ -23,10 +23,10 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from recommender.artifacts import read_artifact, write_artifact
-from recommender.errors import ParameterError
-from recommender.metrics import top_k, top_k_product, top_k_shared
-from recommender.preprocessing import IdEncoder, Interactions
+from recommender.models.artifacts import read_artifact, write_artifact
+from recommender.core.errors import ParameterError
+from recommender.topk import top_k, top_k_product, top_k_shared
+from recommender.data.preprocessing import IdEncoder, Interactions
 
 __all__ = ["Recommender", "Context", "fingerprint", "table_fingerprint"]
 
@@ -236,7 +236,7 @@ class Recommender:
         ``user_table[u] @ item_table`` (float32), else ``None``.
 
         Models that score so (the factor models) return them, so that :meth:`top_k` scores
-        and selects batches on every core (:func:`recommender.metrics.top_k_product`).
+        and selects batches on every core (:func:`recommender.topk.top_k_product`).
         """
         return None
 
@@ -246,7 +246,7 @@ class Recommender:
 
         Movies the user rated in train are left out when ``exclude_seen``; ties go to the
         lower index (ascending movieId); ``-1`` pads lists shorter than ``k``. Batched over
-        users (:func:`recommender.metrics.top_k`), as one product per batch for factor models
+        users (:func:`recommender.topk.top_k`), as one product per batch for factor models
         (:meth:`_score_factors`), or one sort of the catalogue for models whose scores are the
         same for everyone (:meth:`_shared_scores`).
         """
@@ -335,7 +335,7 @@ class Recommender:
         """Rebuild the fitted model from its arrays (and ``self.params``)."""
 
     def save(self, path: str | Path) -> Path:
-        """Write the fitted model as an artifact folder (see :mod:`recommender.artifacts`)."""
+        """Write the fitted model as an artifact folder (see :mod:`recommender.models.artifacts`)."""
         self._check_fitted()
         seen = self.seen.tocsr()
         arrays = {"_users": self.users.ids, "_items": self.items.ids,

@@ -8,7 +8,7 @@ from scipy.linalg import lapack
 from threadpoolctl import threadpool_limits
 
 from recommender.models.base import Context, Recommender
-from recommender.preprocessing import Interactions
+from recommender.data.preprocessing import Interactions
 
 
 class GlobalMean(Recommender):

@@ -25,10 +25,10 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from recommender.errors import DataError, ParameterError
+from recommender.core.errors import DataError, ParameterError
 from recommender.metrics import RELEVANT_RATING
 from recommender.models.base import Context, Recommender
-from recommender.preprocessing import (BLOCK_WEIGHTS, IdEncoder, Interactions, content_features,
+from recommender.data.preprocessing import (BLOCK_WEIGHTS, IdEncoder, Interactions, content_features,
                                       popularity_prior, weighted_content)
 
 __all__ = ["Content"]

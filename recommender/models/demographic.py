@@ -11,9 +11,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from recommender.errors import DataError, ParameterError
+from recommender.core.errors import DataError, ParameterError
 from recommender.models.base import Context, Recommender
-from recommender.preprocessing import Interactions
+from recommender.data.preprocessing import Interactions
 
 __all__ = ["WeightedPopularity", "weighted_rating", "weighted_chart"]
 

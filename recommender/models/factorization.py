@@ -41,11 +41,11 @@ import pandas as pd
 import tensorflow as tf
 
 from recommender import metrics
-from recommender.errors import DataError, ParameterError
+from recommender.core.errors import DataError, ParameterError
 from recommender.models.base import Context, Recommender
-from recommender.preprocessing import Interactions, movie_features, user_activity
-from recommender.splits import validation_split
-from recommender.training import History, TrainConfig, fit_loop, set_seed, strategy
+from recommender.data.preprocessing import Interactions, movie_features, user_activity
+from recommender.data.splits import validation_split
+from recommender.models.training import History, TrainConfig, fit_loop, set_seed, strategy
 
 __all__ = ["Regression", "HybridRegression", "Classification", "classification_report",
            "calibration", "error_buckets", "item_embedding_2d", "dense_vs_sparse",
@@ -603,7 +603,7 @@ def dense_vs_sparse(train: pd.DataFrame, test: pd.DataFrame, n_movies: int = 10_
         One row per path (``data_path, fit_seconds, final_loss, rmse``) and the largest
         absolute difference between the two paths' test predictions.
     """
-    from recommender.preprocessing import ratings_matrix
+    from recommender.data.preprocessing import ratings_matrix
 
     capped = ratings_matrix(train, n_movies=n_movies, n_users=n_users)
 

@@ -62,11 +62,11 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from recommender import metrics
-from recommender.errors import DataError, ParameterError
+from recommender import metrics, topk
+from recommender.core.errors import DataError, ParameterError
 from recommender.models.base import Context, Recommender
 from recommender.models.softmax import MASKED_LOGIT, NegativeSampler, flat_history
-from recommender.preprocessing import (IdEncoder, Interactions, content_features,
+from recommender.data.preprocessing import (IdEncoder, Interactions, content_features,
                                       popularity_prior, weighted_content)
 
 __all__ = ["FeatureEmbedding", "density", "density_scores", "method_comparison"]
@@ -271,7 +271,7 @@ class FeatureEmbedding(Recommender):
               held: np.ndarray | None, loss: str, epochs: int, label: str):
         """One stage through the shared loop, over the users with two movies or more (one to
         hold out, one to keep), early-stopping on the cold-movie validation when there is one."""
-        from recommender.training import TrainConfig, fit_loop
+        from recommender.models.training import TrainConfig, fit_loop
 
         p = self.params
         config = TrainConfig(epochs=epochs, batch_size=p["batch_size"],
@@ -321,7 +321,7 @@ class FeatureEmbedding(Recommender):
                        held: np.ndarray | None, val_users, relevant):
         import tensorflow as tf
 
-        from recommender.training import strategy
+        from recommender.models.training import strategy
 
         p = self.params
         with strategy().scope():
@@ -361,7 +361,7 @@ class FeatureEmbedding(Recommender):
         from (their train ratings are known, only kept out of training)."""
         import tensorflow as tf
 
-        from recommender.training import strategy
+        from recommender.models.training import strategy
 
         p = self.params
         counts = np.diff(history.tocsc().indptr)
@@ -424,7 +424,7 @@ class FeatureEmbedding(Recommender):
                          relevant: sp.csr_matrix, method: str) -> float:
         """Mean NDCG@10 of the held-out (cold) movies ranked for the validation users."""
         scores = self._scores(history[users], self.rows[held], method)
-        recommended = metrics.top_k(lambda batch: scores[batch], np.arange(len(users)), 10,
+        recommended = topk.top_k(lambda batch: scores[batch], np.arange(len(users)), 10,
                                     len(held))
         return float(np.mean(metrics.ranking_metrics(recommended, relevant)["ndcg"]))
 
@@ -682,7 +682,7 @@ def method_comparison(model: FeatureEmbedding, history: pd.DataFrame, test: pd.D
     out = pd.DataFrame({"userId": users[has]})
     for method in ("network", "density"):
         scores = model.scores_by_method(known, candidates, method)[has]
-        top = metrics.top_k(lambda b: scores[b], np.arange(has.sum()), k, len(candidates),
+        top = topk.top_k(lambda b: scores[b], np.arange(has.sum()), k, len(candidates),
                             exclude=exclude.tocsr()[has])
         out[method] = metrics.ranking_metrics(top, relevant.tocsr()[has], k)["ndcg"]
     return out

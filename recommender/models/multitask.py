@@ -39,13 +39,13 @@ import pandas as pd
 import scipy.sparse as sp
 import tensorflow as tf
 
-from recommender import metrics
-from recommender.errors import DataError, ParameterError
+from recommender import metrics, topk
+from recommender.core.errors import DataError, ParameterError
 from recommender.models.base import Context, Recommender
 from recommender.models.softmax import MASKED_LOGIT
-from recommender.preprocessing import IdEncoder, Interactions, movie_features
-from recommender.splits import validation_split
-from recommender.training import History, TrainConfig, fit_loop, set_seed, strategy
+from recommender.data.preprocessing import IdEncoder, Interactions, movie_features
+from recommender.data.splits import validation_split
+from recommender.models.training import History, TrainConfig, fit_loop, set_seed, strategy
 
 __all__ = ["MultiTask", "PRESETS", "in_batch_softmax_loss", "top_k_accuracy"]
 
@@ -377,7 +377,7 @@ class MultiTask(Recommender):
         users, rows = np.unique(liked["userId"].to_numpy(), return_inverse=True)
         relevant = sp.csr_matrix((np.ones(len(liked)), (rows, liked["movieId"])),
                                  shape=(len(users), len(self.items)))
-        recommended = metrics.top_k(lambda b: self._two_stage(b, seen), users, 10,
+        recommended = topk.top_k(lambda b: self._two_stage(b, seen), users, 10,
                                     len(self.items), exclude=seen)
         out["val_ndcg"] = float(np.mean(metrics.ranking_metrics(recommended, relevant)["ndcg"]))
         return out

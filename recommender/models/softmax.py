@@ -44,11 +44,11 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from recommender import metrics
-from recommender.errors import ParameterError
+from recommender import metrics, topk
+from recommender.core.errors import ParameterError
 from recommender.models.base import Context, Recommender
 from recommender.models.baselines import ease_inputs, ease_weights
-from recommender.preprocessing import Interactions, genre_matrix
+from recommender.data.preprocessing import Interactions, genre_matrix
 
 __all__ = ["Softmax", "LOSSES", "MASKED_LOGIT", "NegativeSampler", "sampling_distribution",
            "sample_negatives", "remove_accidental_hits", "logq_correction", "flat_history",
@@ -335,7 +335,7 @@ class Softmax(Recommender):
     }
 
     def _fit(self, data: Interactions, context: Context) -> None:
-        from recommender.training import TrainConfig
+        from recommender.models.training import TrainConfig
 
         if self.params["loss"] not in LOSSES:
             raise ParameterError(f"softmax: unknown loss {self.params['loss']!r}; "
@@ -387,7 +387,7 @@ class Softmax(Recommender):
         """Fresh towers trained through the shared loop; validates NDCG@10 if asked."""
         import tensorflow as tf
 
-        from recommender.training import fit_loop, strategy
+        from recommender.models.training import fit_loop, strategy
 
         rng = np.random.default_rng(self.seed)
         with strategy().scope():
@@ -431,7 +431,7 @@ class Softmax(Recommender):
             val_users, relevant = liked_rows(validation)
 
             def validate() -> float:
-                recommended = metrics.top_k(lambda u: self._logits(towers, history, u), val_users,
+                recommended = topk.top_k(lambda u: self._logits(towers, history, u), val_users,
                                             10, history.shape[1], exclude=history)
                 return -float(np.mean(metrics.ranking_metrics(recommended, relevant)["ndcg"]))
 
@@ -467,7 +467,7 @@ class Softmax(Recommender):
                 **({"wide_x_data": self.wide[0].data} if self.wide is not None else {})}
 
     def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
-        from recommender.training import strategy
+        from recommender.models.training import strategy
 
         self.genres, self.activity = arrays["genres"], arrays["activity"]
         self.history = sp.csr_matrix(
@@ -489,7 +489,7 @@ def holdout_matrix(ratings: sp.csr_matrix, fraction: float,
              seed: int) -> tuple[sp.csr_matrix, sp.csr_matrix]:
     """Split a users x items ratings matrix with :func:`recommender.splits.validation_split`
     into the part trained on and the per-user validation slice."""
-    from recommender.splits import validation_split
+    from recommender.data.splits import validation_split
 
     coo = ratings.tocoo()
     frame = pd.DataFrame({"userId": coo.row, "movieId": coo.col, "rating": coo.data})

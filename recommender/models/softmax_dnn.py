@@ -29,14 +29,14 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from recommender import metrics
-from recommender.errors import ParameterError
+from recommender import metrics, topk
+from recommender.core.errors import ParameterError
 from recommender.models.base import Context, Recommender
 from recommender.models.baselines import ease_inputs
 from recommender.models.softmax import (LOSSES, MASKED_LOGIT, flat_history, holdout_matrix,
                                         liked_rows, logq_correction, remove_accidental_hits,
                                         sample_negatives, sampling_distribution)
-from recommender.preprocessing import Interactions
+from recommender.data.preprocessing import Interactions
 
 __all__ = ["SoftmaxDNN", "multinomial_loss", "sampled_softmax_loss"]
 
@@ -202,7 +202,7 @@ class SoftmaxDNN(Recommender):
     }
 
     def _fit(self, data: Interactions, context: Context) -> None:
-        from recommender.training import TrainConfig
+        from recommender.models.training import TrainConfig
 
         if self.params["loss"] not in LOSSES:
             raise ParameterError(f"{self.name}: unknown loss {self.params['loss']!r}; "
@@ -232,7 +232,7 @@ class SoftmaxDNN(Recommender):
         """Fresh towers trained through the shared loop; validates NDCG@10 if asked."""
         import tensorflow as tf
 
-        from recommender.training import fit_loop, strategy
+        from recommender.models.training import fit_loop, strategy
 
         with strategy().scope():
             towers = _towers(history.shape[1], self.params, np.random.default_rng(self.seed))
@@ -267,7 +267,7 @@ class SoftmaxDNN(Recommender):
             val_users, relevant = liked_rows(validation)
 
             def validate() -> float:
-                recommended = metrics.top_k(lambda u: self._logits(towers, history[u]),
+                recommended = topk.top_k(lambda u: self._logits(towers, history[u]),
                                             val_users, 10, history.shape[1], exclude=history)
                 return -float(np.mean(metrics.ranking_metrics(recommended, relevant)["ndcg"]))
 
@@ -294,7 +294,7 @@ class SoftmaxDNN(Recommender):
                 "history_indices": self.history.indices, "history_indptr": self.history.indptr}
 
     def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
-        from recommender.training import strategy
+        from recommender.models.training import strategy
 
         self.history = sp.csr_matrix(
             (arrays["history_data"], arrays["history_indices"], arrays["history_indptr"]),

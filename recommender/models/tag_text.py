@@ -30,10 +30,10 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from recommender.errors import DataError
+from recommender.core.errors import DataError
 from recommender.models.base import Context, Recommender
 from recommender.models.softmax import flat_history
-from recommender.preprocessing import IdEncoder, Interactions
+from recommender.data.preprocessing import IdEncoder, Interactions
 
 __all__ = ["TagText", "cosine_embedding_loss", "pair_similarity"]
 
@@ -209,7 +209,7 @@ class TagText(Recommender):
     def _train(self, profile: sp.csr_matrix, pairs: pd.DataFrame) -> None:
         import tensorflow as tf
 
-        from recommender.training import TrainConfig, fit_loop, strategy
+        from recommender.models.training import TrainConfig, fit_loop, strategy
 
         p = self.params
         users = self.user_text(profile, self.users.ids)

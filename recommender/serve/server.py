@@ -14,7 +14,7 @@ import socket
 import sys
 import tempfile
 
-from recommender.errors import RecommenderError, UsageError
+from recommender.core.errors import RecommenderError, UsageError
 from recommender.serve.service import ServeConfig, Service
 
 __all__ = ["serve", "is_loopback", "worker_models", "TOKEN_ENV_VAR", "CONFIG_ENV_VAR"]

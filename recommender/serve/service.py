@@ -25,8 +25,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from recommender.data import MovieLens
-from recommender.errors import DataError
+from recommender.data.releases import MovieLens
+from recommender.core.errors import DataError
 from recommender.models import Recommender, load_model, make_model, model_class
 from recommender.models.baselines import EASE, ease_inputs
 from recommender.serve.store import RatingsStore, StoredRating
@@ -285,7 +285,7 @@ def load_models(names: list[str], data: MovieLens, artifacts: Path | None, stric
     Returns:
         ``{name: (model, where it came from)}``.
     """
-    from recommender.progress import progress_bar
+    from recommender.core.progress import progress_bar
 
     catalogue = data.movies["movieId"].to_numpy()
     out: dict[str, tuple[Recommender, str]] = {}
@@ -349,8 +349,8 @@ class Service:
     @classmethod
     def from_config(cls, config: ServeConfig) -> "Service":
         """Load the dataset, load or fit the two models, open the store."""
-        from recommender.config import PROCESSED_DIR, REPORTS_DIR
-        from recommender.data import load_movielens
+        from recommender.core.config import PROCESSED_DIR, REPORTS_DIR
+        from recommender.data.releases import load_movielens
 
         _check_roles(model_class(config.list_model), model_class(config.rating_model))
         data = load_movielens(config.dataset, config.data_dir)
@@ -561,7 +561,7 @@ class Service:
     def health(self) -> dict:
         from importlib.metadata import version
 
-        from recommender.artifacts import FORMAT_VERSION
+        from recommender.models.artifacts import FORMAT_VERSION
 
         def model_info(model: Recommender) -> dict:
             return {"name": model.name, "source": self.sources.get(model.name, ""),

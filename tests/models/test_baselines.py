@@ -8,14 +8,14 @@ import scipy.sparse as sp
 from recommender.evaluation import fit_and_evaluate
 from recommender.models import MODELS, load_model, make_model, model_class
 from recommender.models.baselines import ease_inputs, ease_weights
-from recommender.synthetic import make_synthetic
+from recommender.data.synthetic import make_synthetic
 
 BASELINES = ["global-mean", "baseline", "popularity", "ease"]
 
 
 @pytest.fixture(scope="module")
 def split():
-    from recommender.splits import per_user_split
+    from recommender.data.splits import per_user_split
 
     data = make_synthetic(n_users=300, n_movies=400, n_ratings=20_000, seed=3)
     return per_user_split(data.ratings, 0.2, seed=3)

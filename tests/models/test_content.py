@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recommender.data import DataError
+from recommender.core.errors import DataError
 from recommender.models import load_model, make_model
 
 # Two taste groups: movies 1-10 are "Horror", 11-20 "Musical"; users 1-10 love horror and

@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from recommender import metrics
+from recommender import metrics, topk
 from recommender.models import load_model, make_model
 from recommender.models.factorization import _Factors, calibration, classification_report
-from recommender.splits import per_user_split
-from recommender.synthetic import make_synthetic
+from recommender.data.splits import per_user_split
+from recommender.data.synthetic import make_synthetic
 
 FAST = {"epochs": 40, "batch_size": 1024, "learning_rate": 0.01, "dim": 8, "patience": 3}
 
@@ -48,7 +48,7 @@ def test_unseen_users_and_movies_fall_back_to_biases(regression):
 
 def test_top_k_scores_the_factor_product_on_worker_threads_same_as_batch_scoring(regression):
     users = np.arange(len(regression.users))
-    by_batches = metrics.top_k(regression.score, users, 10, regression.n_items,
+    by_batches = topk.top_k(regression.score, users, 10, regression.n_items,
                                regression.seen, batch_size=7)
     assert regression._score_factors() is not None
     assert regression.top_k(users, 10).tolist() == by_batches.tolist()

@@ -7,7 +7,7 @@ import scipy.sparse as sp
 
 from recommender.models import load_model, make_model
 from recommender.models.feature_embedding import density, density_scores, method_comparison
-from recommender.synthetic import planted_clusters
+from recommender.data.synthetic import planted_clusters
 
 FAST = {"epochs": 3, "head_epochs": 3, "patience": 3, "dim": 16, "hidden": 32,
         "head_hidden": 16, "head_dim": 8, "batch_size": 32}

@@ -7,12 +7,12 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 
-from recommender import metrics
+from recommender import metrics, topk
 from recommender.evaluation import evaluate
 from recommender.models import load_model, make_model
 from recommender.models.multitask import MultiTask, _Towers, in_batch_softmax_loss, top_k_accuracy
-from recommender.preprocessing import IdEncoder
-from recommender.splits import per_user_split
+from recommender.data.preprocessing import IdEncoder
+from recommender.data.splits import per_user_split
 
 FAST = {"epochs": 8, "batch_size": 500, "learning_rate": 0.01, "dim": 16, "l2": 5.0,
         "features": "none", "patience": 2, "refit": False}
@@ -132,7 +132,7 @@ def test_learns_the_planted_structure(fitted, split):
     assert result["ndcg@10"] > popularity["ndcg@10"] + 0.02, (result, popularity)
     # the two-stage list keeps the retrieval tower's candidates
     fitted.params["rerank"] = 0
-    alone = metrics.top_k(fitted.score, np.arange(20), 50, fitted.n_items, fitted.seen)
+    alone = topk.top_k(fitted.score, np.arange(20), 50, fitted.n_items, fitted.seen)
     fitted.params["rerank"] = 50
-    both = metrics.top_k(fitted.score, np.arange(20), 50, fitted.n_items, fitted.seen)
+    both = topk.top_k(fitted.score, np.arange(20), 50, fitted.n_items, fitted.seen)
     assert all(set(a) == set(b) for a, b in zip(alone, both))

@@ -4,15 +4,15 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from recommender.analysis import folding, folding_comparison, genre_similarity
+from recommender.reporting.analyses import folding, folding_comparison, genre_similarity
 from recommender.evaluation import fit_and_evaluate
 from recommender.models import load_model, make_model
 from recommender.models.baselines import EASE
 from recommender.models.softmax import (NegativeSampler, Softmax, logq_correction,
                                         remove_accidental_hits, sample_negatives,
                                         sampling_distribution)
-from recommender.splits import per_user_split
-from recommender.synthetic import planted_clusters
+from recommender.data.splits import per_user_split
+from recommender.data.synthetic import planted_clusters
 
 FAST = {"epochs": 25, "patience": 5, "refit": False, "wide": False}  # the deep softmax alone
 

@@ -10,8 +10,8 @@ from recommender.evaluation import fit_and_evaluate
 from recommender.models import load_model, make_model
 from recommender.models.softmax_dnn import (_Batches, multinomial_loss,
                                             sampled_softmax_loss)
-from recommender.splits import per_user_split
-from recommender.synthetic import planted_clusters
+from recommender.data.splits import per_user_split
+from recommender.data.synthetic import planted_clusters
 
 FAST = {"epochs": 15, "patience": 15, "refit": False, "hidden": [32], "batch_size": 64}
 

@@ -5,7 +5,7 @@ import pytest
 
 from recommender.models import load_model, make_model
 from recommender.models.tag_text import cosine_embedding_loss, pair_similarity
-from recommender.splits import per_user_split
+from recommender.data.splits import per_user_split
 
 FAST = {"epochs": 4, "patience": 4, "dim": 16, "batch_size": 256, "genres": True}
 
@@ -19,7 +19,7 @@ def test_cosine_embedding_loss_by_hand():
 
 @pytest.fixture(scope="module")
 def fitted():
-    from recommender.synthetic import make_synthetic
+    from recommender.data.synthetic import make_synthetic
 
     data = make_synthetic(n_users=300, n_movies=400, n_ratings=15_000, rank=4, n_genres=8,
                           seed=0)

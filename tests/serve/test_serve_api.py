@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from recommender.cli import main
-from recommender.data import MovieLens
+from recommender.data.releases import MovieLens
 from recommender.models import make_model
 from recommender.serve import RatingsStore, ServeConfig, Service, create_app
 from recommender.serve.app import MAX_BODY_BYTES, STATIC

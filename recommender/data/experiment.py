@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from recommender.config import data_dir as resolve_data_dir
-from recommender.data import MovieLens, load_movielens
+from recommender.core.config import data_dir as resolve_data_dir
+from recommender.data.releases import MovieLens, load_movielens
 
 __all__ = ["Experiment", "load_experiment", "QUICK_SYNTHETIC", "benchmark_split_dir"]
 
@@ -56,10 +56,10 @@ def load_experiment(dataset: str = "ml-latest-small", data_dir: str = "", split_
     given, else the fixed benchmark split beside the data when one exists, else a per-user
     20% holdout drawn with ``seed``.
     """
-    from recommender import splits
+    from recommender.data import splits
 
     if quick or dataset == "synthetic":
-        from recommender.synthetic import make_synthetic
+        from recommender.data.synthetic import make_synthetic
 
         data = make_synthetic(**QUICK_SYNTHETIC, seed=seed)
         train, test = splits.per_user_split(data.ratings, 0.2, seed=seed)

@@ -12,7 +12,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from recommender.data import DataError, MovieLens
+from recommender.core.errors import DataError
+from recommender.data.releases import MovieLens
 
 __all__ = ["GENRES", "make_synthetic", "planted_clusters"]
 

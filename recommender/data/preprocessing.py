@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from recommender.data import DataError
+from recommender.core.errors import DataError
 
 __all__ = [
     "IdEncoder",

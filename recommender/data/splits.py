@@ -14,7 +14,9 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from recommender.data import RATING_COLUMNS, DataError, _Source, read_ratings, validate_ratings
+from recommender.core.errors import DataError
+from recommender.data.releases import Source
+from recommender.data.validation import RATING_COLUMNS, read_ratings, validate_ratings
 
 __all__ = [
     "random_split",
@@ -283,11 +285,11 @@ def ml100k_fold(path: str | Path, fold: str) -> Split:
     """
     if fold not in ML100K_FOLDS:
         raise DataError(f"unknown ml-100k fold {fold!r}; known folds: {', '.join(ML100K_FOLDS)}")
-    source = _Source(Path(path).expanduser())
+    source = Source(Path(path).expanduser())
     return _read_headerless(source, f"{fold}.base"), _read_headerless(source, f"{fold}.test")
 
 
-def _read_headerless(source: _Source, name: str) -> pd.DataFrame:
+def _read_headerless(source: Source, name: str) -> pd.DataFrame:
     if not source.has(name):
         raise DataError(f"{source.path}: no {name} inside; is this the ml-100k release?")
     df = pd.read_csv(source.open(name), sep="\t", header=None, names=list(RATING_COLUMNS),

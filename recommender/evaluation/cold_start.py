@@ -1,151 +1,29 @@
-"""The evaluation protocol of ``shared/benchmarks/README.md``, in one place.
+"""Cold start: movies and users outside train, scored through ``Recommender.fold_in``.
 
-Rating prediction: RMSE and MAE over every test pair (unknown users or movies fall back inside
-the model). Top-N at K: candidates are the train movies minus the user's train movies; relevant
-are the user's test movies rated >= 4.0 that occur in train; users with nothing relevant are
-skipped. ``recommender evaluate``, the notebooks and the comparison all call :func:`evaluate`.
+Item cold start follows the LightFM paper's protocol (whole movies held out, ranked for their
+raters from content); user cold start reveals a few ratings of held-out users and ranks the
+train catalogue for them. :func:`cold_start_table` runs both for any registered models.
 """
 
 from __future__ import annotations
 
-import json
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Iterable
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from recommender import metrics
-from recommender.errors import DataError, UsageError
+from recommender import metrics, topk
+from recommender.core.errors import DataError
+from recommender.data import splits
+from recommender.data.preprocessing import IdEncoder
+from recommender.evaluation.protocol import Evaluation, settings_for
 from recommender.metrics import RELEVANT_RATING
-from recommender.models import Recommender, load_model, make_model
-from recommender.models.base import fingerprint, table_fingerprint
-from recommender.preprocessing import IdEncoder
+from recommender.models import MODELS, make_model
 
-__all__ = ["Evaluation", "evaluate", "fit_and_evaluate", "relevance_matrix", "RELEVANT_RATING",
-           "RandomOrder", "item_cold_start", "user_cold_start", "cold_start_table",
+__all__ = ["RandomOrder", "item_cold_start", "user_cold_start", "cold_start_table",
            "LIGHTFM_REFERENCE"]
-
-
-@dataclass
-class Evaluation:
-    """Aggregate metrics plus what is needed for intervals and plots."""
-
-    model: str
-    metrics: dict
-    per_user: pd.DataFrame
-    recommended: np.ndarray = field(repr=False)
-    predictions: pd.DataFrame | None = field(default=None, repr=False)
-
-    def row(self) -> dict:
-        return {"model": self.model, **self.metrics}
-
-
-def relevance_matrix(model: Recommender, test: pd.DataFrame,
-                     threshold: float = RELEVANT_RATING) -> tuple[np.ndarray, sp.csr_matrix]:
-    """Evaluated user indices and their users x items matrix of relevant test movies."""
-    liked = test[test["rating"] >= threshold]
-    u = model.users.encode(liked["userId"].to_numpy(), unknown="missing")
-    i = model.items.encode(liked["movieId"].to_numpy(), unknown="missing")
-    keep = (u >= 0) & (i >= 0)
-    users = np.unique(u[keep])
-    row = np.searchsorted(users, u[keep])
-    relevant = sp.csr_matrix((np.ones(keep.sum(), np.float32), (row, i[keep])),
-                             shape=(len(users), model.n_items))
-    relevant.sum_duplicates()
-    relevant.data[:] = 1.0
-    return users, relevant
-
-
-def evaluate(model: Recommender, test: pd.DataFrame, k: int = 10,
-             threshold: float = RELEVANT_RATING, progress: bool = False) -> Evaluation:
-    """Evaluate a fitted model on a test ratings table with the benchmark protocol."""
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise UsageError(f"k (the list length) must be a whole number >= 1, not {k!r}")
-    out: dict = {}
-    predictions = None
-    if model.predicts_ratings:
-        pred = model.predict(test["userId"].to_numpy(), test["movieId"].to_numpy())
-        predictions = test[["userId", "movieId", "rating"]].assign(prediction=pred)
-        out["rmse"] = metrics.rmse(test["rating"], pred)
-        out["mae"] = metrics.mae(test["rating"], pred)
-    out.update(model.extra_metrics(test))  # e.g. the classifier's accuracy, F1, ROC-AUC
-
-    users, relevant = relevance_matrix(model, test, threshold)
-    start = time.perf_counter()
-    recommended = model.top_k(users, k, progress=progress)
-    out["score_seconds"] = time.perf_counter() - start
-    per_user = metrics.ranking_metrics(recommended, relevant, k)
-    for name, values in per_user.items():
-        out[f"{name}@{k}"] = float(np.mean(values)) if len(values) else float("nan")
-    out[f"coverage@{k}"] = metrics.coverage(recommended, model.n_items)
-    counts = np.asarray(model.seen.sum(axis=0)).ravel()
-    out["novelty"] = metrics.novelty(recommended, counts, len(model.users))
-    out["top1pct_share"] = metrics.popular_share(recommended, counts)
-    out["users"] = int(len(users))
-    table = pd.DataFrame({"userId": model.users.decode(users), **per_user})
-    return Evaluation(model.name, out, table, recommended, predictions)
-
-
-def _same(a: dict, b: dict) -> bool:
-    """Equal once both went through JSON (tuples saved as lists)."""
-    return json.dumps(a, sort_keys=True, default=str) == json.dumps(b, sort_keys=True,
-                                                                      default=str)
-
-
-def _cached(path: Path, fresh: Recommender, train: pd.DataFrame,
-            context: dict[str, pd.DataFrame | None]) -> Recommender | None:
-    """The model saved at ``path`` if it was trained with ``fresh``'s settings on ``train``
-    and on the same side tables (those of ``context`` that its fit read)."""
-    if not (path / "model.json").is_file():
-        return None
-    saved = load_model(path)
-    read = saved.meta.get("context_fingerprint")
-    matches = (type(saved) is type(fresh) and saved.seed == fresh.seed
-               and _same(saved.params, json.loads(json.dumps(fresh.params, default=str)))
-               and saved.meta.get("train_fingerprint") == fingerprint(train)
-               and isinstance(read, dict)
-               and all(table_fingerprint(context.get(key)) == value
-                       for key, value in read.items()))
-    return saved if matches else None
-
-
-def fit_and_evaluate(name: str, train: pd.DataFrame, test: pd.DataFrame,
-                     movies: pd.DataFrame | None = None, tags: pd.DataFrame | None = None,
-                     seed: int = 0, k: int = 10, cache_dir: str | Path | None = None,
-                     **params) -> tuple[Recommender, Evaluation]:
-    """Make the registered model ``name``, fit it on ``train`` (timed) and evaluate on ``test``.
-
-    The model sees only the tags it could know at training time (:func:`splits.known_tags`:
-    a tag on a held-out rating would tell it which movies the user watched). With
-    ``cache_dir``, a model saved at ``cache_dir/name`` with the same settings, seed, training
-    data and side tables (the movies and tags its fit read) is loaded instead of refitted (its
-    recorded fit time is reported), and a freshly fitted model is saved there. Notebooks share
-    trained models this way.
-    """
-    from recommender.splits import known_tags
-
-    tags = known_tags(tags, train, test)
-    model = make_model(name, seed=seed, **params)
-    path = Path(cache_dir) / name if cache_dir else None
-    cached = _cached(path, model, train, {"movies": movies, "tags": tags}) if path else None
-    if cached is not None:
-        model = cached
-    else:
-        model.fit(train, movies=movies, tags=tags)
-        if path:
-            model.save(path)
-    result = evaluate(model, test, k=k)
-    result.metrics = {"fit_seconds": model.meta["fit_seconds"], **result.metrics}
-    return model, result
-
-
-# ---------------------------------------------------------------------------------------------
-# Cold start: movies and users outside train, scored through ``Recommender.fold_in``
-
 
 # The item cold-start protocol's reference rows, measured on ml-latest-small with the split of
 # ``cold_start_table``'s defaults (issue 11): LightFM with 64 components, 30 epochs, item
@@ -183,7 +61,7 @@ def _rank_folded(model, history: pd.DataFrame, users: np.ndarray, movie_ids: np.
     recommended = np.full((len(users), k), -1, np.int64)
     auc = np.full(len(users), np.nan)
     start = time.perf_counter()
-    for sl in metrics.iter_batches(len(users), len(movie_ids)):
+    for sl in topk.iter_batches(len(users), len(movie_ids)):
         part = history.iloc[bounds[sl.start]:bounds[sl.stop]]
         scores = model.fold_in(part, movie_ids)
         if len(scores) != sl.stop - sl.start:
@@ -191,7 +69,7 @@ def _rank_folded(model, history: pd.DataFrame, users: np.ndarray, movie_ids: np.
                              f"{sl.stop - sl.start} users")
         rows = np.arange(len(scores))
         block = exclude[sl] if exclude is not None else None
-        recommended[sl] = metrics.top_k(lambda r: scores[r], rows, k, len(movie_ids),
+        recommended[sl] = topk.top_k(lambda r: scores[r], rows, k, len(movie_ids),
                                         exclude=block, batch_size=len(rows))
         candidates = None if block is None else block.toarray() == 0
         auc[sl] = metrics.roc_auc(scores, relevant[sl].toarray() > 0, candidates)
@@ -317,10 +195,6 @@ def cold_start_table(names: Iterable[str] | None, ratings: pd.DataFrame,
         Columns ``protocol, revealed, model, ndcg@k, recall@k, precision@k, hr@k, auc, users,
         candidates, fit_seconds, score_seconds, skipped``.
     """
-    from recommender import splits
-    from recommender.comparison import _params_for
-    from recommender.models import MODELS
-
     names = list(MODELS) if names is None else list(names)
     item_train, item_test = splits.cold_start_split(ratings, "movie", test_fraction, seed)
     user_train, user_test = splits.cold_start_split(ratings, "user", test_fraction, seed)
@@ -333,7 +207,7 @@ def cold_start_table(names: Iterable[str] | None, ratings: pd.DataFrame,
                      **result.metrics, "fit_seconds": fit_seconds, "skipped": ""})
 
     scorers = [("random", None)] if random_row else []
-    settings = {name: _params_for(name, params, quick) for name in names}
+    settings = {name: settings_for(name, params, quick) for name in names}
     scorers += [(name, make_model(name, seed=seed, **settings[name])) for name in names]
     for name, model in scorers:
         if model is not None and not model.folds_in:

@@ -25,9 +25,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from recommender.config import NOTEBOOKS_DIR, REPORTS_DIR
-from recommender.errors import NotebookFailed, UsageError
-from recommender.reports import read_metrics, write_index
+from recommender.core.config import NOTEBOOKS_DIR, REPORTS_DIR
+from recommender.core.errors import NotebookFailed, UsageError
+from recommender.reporting.records import read_metrics, write_index
 
 __all__ = ["NotebookFailed", "RunResult", "notebook_paths", "run_notebooks", "KERNEL_ENV"]
 
@@ -190,9 +190,9 @@ def run_notebooks(dataset: str = "ml-latest-small", data_dir: str | None = None,
         DataError: the release is missing and cannot be downloaded (one line on what to do).
         KeyboardInterrupt: Ctrl-C or SIGTERM; kernels stopped, ``reports_dir`` untouched.
     """
-    from recommender.data import RELEASES
-    from recommender.fetch import ensure_release
-    from recommender.reports import export_html
+    from recommender.data.releases import RELEASES
+    from recommender.data.fetch import ensure_release
+    from recommender.reporting.records import export_html
 
     paths = notebook_paths(Path(notebooks_dir), only=only)
     if not quick and dataset in RELEASES:

@@ -24,9 +24,9 @@ from typing import Iterable
 import numpy as np
 import pandas as pd
 
-from recommender.evaluation import Evaluation, fit_and_evaluate
+from recommender.evaluation.protocol import Evaluation, fit_and_evaluate
 from recommender.models import Recommender, make_model, model_class
-from recommender.synthetic import make_synthetic
+from recommender.data.synthetic import make_synthetic
 
 __all__ = ["negatives_curve", "epoch_seconds", "folding",
            "folding_comparison", "genre_similarity", "side_by_side"]

@@ -17,9 +17,10 @@ import urllib.request
 import zipfile
 from pathlib import Path, PurePosixPath
 
-from recommender.config import data_dir as resolve_data_dir
-from recommender.config import shown
-from recommender.data import RELEASES, DataError
+from recommender.core.config import data_dir as resolve_data_dir
+from recommender.core.config import shown
+from recommender.core.errors import DataError
+from recommender.data.releases import RELEASES
 
 __all__ = ["fetch", "ensure_release"]
 
@@ -99,7 +100,7 @@ def _unreachable(source: str, target: Path, exc: Exception) -> DataError:
 
 def _download(source: str, dest: Path, target: Path, progress: bool, timeout: float) -> str:
     """Stream ``source`` into ``dest``; return the MD5 hex digest of what was written."""
-    from recommender.progress import progress_bar
+    from recommender.core.progress import progress_bar
 
     md5 = hashlib.md5()
     try:

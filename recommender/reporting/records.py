@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from recommender.config import REPORTS_DIR
+from recommender.core.config import REPORTS_DIR
 
 __all__ = ["record_metrics", "read_metrics", "save_figure", "write_index", "package_versions",
            "atomic_write_text", "export_html", "latex_to_mathml"]
@@ -211,7 +211,7 @@ def write_index(reports_dir: str | Path, notebooks: list[dict], run_info: dict,
     parts = [f"<!doctype html><meta charset='utf-8'><title>Recommender reports</title>"
              f"<style>{_STYLE}</style><h1>Movie recommender lab: reports</h1>"]
     if comparison:
-        from recommender.plots import comparison_overview
+        from recommender.reporting.plots import comparison_overview
 
         import matplotlib.pyplot as plt
 

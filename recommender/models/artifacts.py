@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from recommender.errors import DataError
+from recommender.core.errors import DataError
 
 __all__ = ["FORMAT_VERSION", "write_artifact", "read_artifact"]
 

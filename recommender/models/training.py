@@ -28,7 +28,7 @@ import pandas as pd
 import tensorflow as tf
 import keras
 
-from recommender.errors import ParameterError, TrainingError
+from recommender.core.errors import ParameterError, TrainingError
 
 __all__ = ["TrainingError", "TrainConfig", "History", "strategy", "set_seed", "fit_loop"]
 
@@ -139,7 +139,7 @@ def fit_loop(module: tf.Module, loss_fn: LossFn, data: dict[str, np.ndarray],
     Raises:
         TrainingError: the loss became NaN or infinite.
     """
-    from recommender.progress import progress_bar
+    from recommender.core.progress import progress_bar
 
     set_seed(config.seed)
     rng = np.random.default_rng(config.seed)

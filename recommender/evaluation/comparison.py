@@ -15,17 +15,16 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from recommender.evaluation import Evaluation, fit_and_evaluate, relevance_matrix
+from recommender.evaluation.protocol import (Evaluation, fit_and_evaluate, relevance_matrix,
+                                             settings_for)
 from recommender.metrics import ranking_metrics
 from recommender.models import MODELS, Recommender, model_class
-from recommender.preprocessing import user_activity
+from recommender.data.preprocessing import user_activity
 
 __all__ = ["Comparison", "compare", "bootstrap_ci", "paired_p_value", "precision_recall_at_k",
-           "rmse_by_activity", "BASELINES", "QUICK_PARAMS", "quick_params"]
+           "rmse_by_activity", "BASELINES"]
 
 BASELINES = ("global-mean", "baseline", "popularity", "ease")
-# Quick mode: few epochs and no refit, for the models whose ``defaults`` have the key.
-QUICK_PARAMS: dict[str, Any] = {"epochs": 2, "refit": False}
 TOP_N = ("precision", "recall", "ndcg", "map", "hr")
 _BOOTSTRAP_CELLS = 2**22  # resampled values held at once (32 MB of float64)
 
@@ -152,18 +151,6 @@ def rmse_by_activity(predictions: pd.DataFrame, train: pd.DataFrame) -> pd.DataF
     return out.assign(activity=out["activity"].cat.remove_unused_categories())
 
 
-def quick_params(name: str, quick: bool = True) -> dict[str, Any]:
-    """The quick-mode overrides (:data:`QUICK_PARAMS`) that model ``name`` has; none unless
-    ``quick``. Notebooks and :func:`compare` shorten training this one way."""
-    defaults = model_class(name).defaults
-    return {key: v for key, v in QUICK_PARAMS.items() if quick and key in defaults}
-
-
-def _params_for(name: str, params: dict[str, dict] | None, quick: bool) -> dict:
-    """Hyperparameter overrides for ``name``: quick-mode settings it knows, then ``params``."""
-    return {**quick_params(name, quick), **(params or {}).get(name, {})}
-
-
 def _intervals(result: Evaluation, k: int, n_resamples: int, seed: int) -> dict[str, float]:
     """``<metric>_low``/``<metric>_high`` for the top-N metrics and RMSE of one evaluation."""
     out = {}
@@ -228,7 +215,7 @@ def compare(names: list[str] | None, train: pd.DataFrame, test: pd.DataFrame,
         seed: model seed and bootstrap seed.
         k: list length of the top-N metrics.
         params: per-model hyperparameter overrides, ``{name: {key: value}}``.
-        quick: few epochs (:data:`QUICK_PARAMS`, for models that have those keys).
+        quick: few epochs (:data:`~recommender.evaluation.protocol.QUICK_SETTINGS`, for models that have those keys).
         n_resamples: bootstrap resamples for the 95% intervals.
         max_k: longest list of the precision/recall curves.
         cache_dir: reuse models saved there for the same data and settings (see
@@ -244,7 +231,7 @@ def compare(names: list[str] | None, train: pd.DataFrame, test: pd.DataFrame,
     for name in names:
         model, result = fit_and_evaluate(name, train, test, movies=movies, tags=tags,
                                          seed=seed, k=k, cache_dir=cache_dir,
-                                         **_params_for(name, params, quick))
+                                         **settings_for(name, params, quick))
         rows.append({**result.row(), "model": name, **_intervals(result, k, n_resamples, seed)})
         per_user.append(result.per_user.assign(model=name))
         curves.append(precision_recall_at_k(model, test, max_k).assign(model=name))
