@@ -7,7 +7,7 @@ show its traceback.
 
 from __future__ import annotations
 
-__all__ = ["RecommenderError", "DataError", "ParameterError", "UnknownModel", "UsageError",
+__all__ = ["RecommenderError", "DataError", "SettingError", "UnknownModel", "UsageError",
            "TrainingError", "NotebookFailed"]
 
 
@@ -23,8 +23,8 @@ class UsageError(RecommenderError, ValueError):
     """A mistake in the command line or in the arguments of a call."""
 
 
-class ParameterError(RecommenderError, ValueError, TypeError):
-    """A model hyperparameter that is unknown, of the wrong type or impossible."""
+class SettingError(RecommenderError, ValueError, TypeError):
+    """A model setting that is unknown, of the wrong type or impossible."""
 
 
 class UnknownModel(RecommenderError, KeyError):

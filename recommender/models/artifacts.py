@@ -1,7 +1,7 @@
 """The one artifact format every model saves to and loads from (no pickle).
 
-An artifact is a folder holding ``model.json`` (model name, format version, hyperparameters,
-free-form metadata) and ``arrays.npz`` (every learned array, TensorFlow weights included, as
+An artifact is a folder holding ``model.json`` (model name, format version, settings, free-form
+metadata) and ``arrays.npz`` (every learned array, TensorFlow weights included, as
 plain numpy arrays read back with ``allow_pickle=False``; object arrays are refused). It is
 written to a temporary sibling folder and swapped in by renames (the old artifact is moved
 aside, the new one moved in, then the old one deleted), so a crash at any moment leaves a
@@ -22,10 +22,10 @@ from recommender.core.errors import DataError
 
 __all__ = ["FORMAT_VERSION", "write_artifact", "read_artifact"]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: typed settings under "settings" (1 held untyped "params")
 
 
-def write_artifact(path: str | os.PathLike, model: str, params: dict,
+def write_artifact(path: str | os.PathLike, model: str, settings: dict,
                    arrays: dict[str, np.ndarray], meta: dict | None = None) -> Path:
     """Write an artifact folder atomically; an existing artifact at ``path`` is replaced.
 
@@ -41,7 +41,7 @@ def write_artifact(path: str | os.PathLike, model: str, params: dict,
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.new-", dir=path.parent))
     try:
-        doc = {"model": model, "format_version": FORMAT_VERSION, "params": params,
+        doc = {"model": model, "format_version": FORMAT_VERSION, "settings": settings,
                "meta": meta or {}}
         (tmp / "model.json").write_text(json.dumps(doc, indent=2, sort_keys=True))
         np.savez(tmp / "arrays.npz", **arrays)
@@ -69,7 +69,7 @@ def _swap_in(new: Path, path: Path) -> None:
 
 
 def read_artifact(path: str | os.PathLike) -> tuple[str, dict, dict[str, np.ndarray], dict]:
-    """Read ``(model name, params, arrays, meta)`` from an artifact folder."""
+    """Read ``(model name, settings, arrays, meta)`` from an artifact folder."""
     path = Path(path)
     spec = path / "model.json"
     if not spec.is_file():
@@ -80,4 +80,4 @@ def read_artifact(path: str | os.PathLike) -> tuple[str, dict, dict[str, np.ndar
                          f"supported (this version reads format {FORMAT_VERSION})")
     with np.load(path / "arrays.npz", allow_pickle=False) as npz:
         arrays = {k: npz[k] for k in npz.files}
-    return doc["model"], doc["params"], arrays, doc.get("meta", {})
+    return doc["model"], doc["settings"], arrays, doc.get("meta", {})

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from pydantic import Field
 
-from recommender.core.errors import DataError, ParameterError
-from recommender.models.base import Context, Recommender
+from recommender.core.errors import DataError, SettingError
 from recommender.data.preprocessing import Interactions
+from recommender.models.base import Context, Recommender
+from recommender.models.settings import Settings
 
-__all__ = ["WeightedPopularity", "weighted_rating", "weighted_chart"]
+__all__ = ["WeightedPopularity", "WeightedPopularitySettings", "weighted_rating",
+           "weighted_chart"]
 
 
 def weighted_rating(votes, mean, m: float, c: float) -> np.ndarray:
@@ -53,7 +56,7 @@ def weighted_chart(ratings: pd.DataFrame, movies: pd.DataFrame | None = None,
         ``movieId, [title,] votes, mean, weighted`` with ``m`` and ``C`` in ``attrs``.
     """
     if not 0.0 <= quantile <= 1.0:
-        raise ParameterError(f"quantile must be in [0, 1], got {quantile!r}")
+        raise SettingError(f"quantile must be in [0, 1], got {quantile!r}")
     stats = ratings.groupby("movieId")["rating"].agg(votes="size", mean="mean").reset_index()
     if genre is not None:
         if movies is None:
@@ -76,21 +79,26 @@ def weighted_chart(ratings: pd.DataFrame, movies: pd.DataFrame | None = None,
     return chart
 
 
+class WeightedPopularitySettings(Settings):
+    """Settings of :class:`WeightedPopularity`."""
+
+    quantile: float = Field(0.9, ge=0, le=1, description="m, the vote count that pulls a movie "
+                            "halfway to the mean, is this quantile of the movies' counts")
+
+
 class WeightedPopularity(Recommender):
     """Ranks every movie by its weighted rating over the train ratings; the same list for
     everyone (demographic filtering). Movies outside train score ``C`` (no votes)."""
 
     name = "weighted-popularity"
-    defaults = {"quantile": 0.9}
+    Settings = WeightedPopularitySettings
+    folds_in = True
 
     def _fit(self, data: Interactions, context: Context) -> None:
-        if not 0.0 <= self.params["quantile"] <= 1.0:
-            raise ParameterError(f"{self.name}: quantile must be in [0, 1], "
-                             f"got {self.params['quantile']!r}")
         votes = data.item_counts()
         sums = np.bincount(data.item_index, data.rating.astype(np.float64), data.n_items)
         mean = sums / np.maximum(votes, 1)
-        self.m = float(np.quantile(votes, self.params["quantile"]))
+        self.m = float(np.quantile(votes, self.settings.quantile))
         self.c = float(mean.mean())
         self.weighted = weighted_rating(votes, mean, self.m, self.c).astype(np.float32)
 
@@ -100,7 +108,7 @@ class WeightedPopularity(Recommender):
     def _shared_scores(self):
         return self.weighted
 
-    def _fold_in(self, ratings, movie_ids):
+    def _score_history(self, ratings, movie_ids, user_ids):
         """The same chart for a new user; a movie outside train has no votes: ``C``."""
         return np.repeat(self._pick(self.weighted, movie_ids, self.c)[None], ratings.shape[0],
                          0)

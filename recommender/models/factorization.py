@@ -41,7 +41,7 @@ import pandas as pd
 import tensorflow as tf
 
 from recommender import metrics
-from recommender.core.errors import DataError, ParameterError
+from recommender.core.errors import DataError, SettingError
 from recommender.models.base import Context, Recommender
 from recommender.data.preprocessing import Interactions, movie_features, user_activity
 from recommender.data.splits import validation_split
@@ -205,16 +205,16 @@ class _Factorization(Recommender):
     def __init__(self, seed: int = 0, **params: Any):
         super().__init__(seed, **params)
         if self.params["data_path"] not in ("sparse", "dense"):
-            raise ParameterError(f"{self.name}: data_path must be 'sparse' or 'dense', "
+            raise SettingError(f"{self.name}: data_path must be 'sparse' or 'dense', "
                              f"not {self.params['data_path']!r}")
         if self.params["penalty"] not in ("table", "batch"):
-            raise ParameterError(f"{self.name}: penalty must be 'table' or 'batch', "
+            raise SettingError(f"{self.name}: penalty must be 'table' or 'batch', "
                              f"not {self.params['penalty']!r}")
         if self.params["data_path"] == "dense" and self.params["penalty"] == "batch":
-            raise ParameterError(f"{self.name}: the dense path trains on one full batch; "
+            raise SettingError(f"{self.name}: the dense path trains on one full batch; "
                              "use penalty='table' with it")
         if self.params["data_path"] == "dense" and self.params["hidden"]:
-            raise ParameterError(f"{self.name}: the dense path is the seed's plain factorisation; "
+            raise SettingError(f"{self.name}: the dense path is the seed's plain factorisation; "
                              "use data_path='sparse' with an MLP head (hidden=...)")
         self.history: list[History] = []
         self._tables: tuple[np.ndarray, np.ndarray] | None = None
@@ -571,7 +571,7 @@ def item_embedding_2d(model: Recommender, movies: pd.DataFrame, n: int = 1500,
     elif method == "pca":
         points = PCA(2, random_state=seed).fit_transform(vectors)
     else:
-        raise ParameterError(f"method must be 'pca' or 'tsne', not {method!r}")
+        raise SettingError(f"method must be 'pca' or 'tsne', not {method!r}")
     ids = model.items.decode(top)
     info = movies.set_index("movieId").reindex(ids)
     first = info["genres"].map(lambda g: g[0] if isinstance(g, (list, tuple, np.ndarray))

@@ -63,7 +63,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from recommender import metrics, topk
-from recommender.core.errors import DataError, ParameterError
+from recommender.core.errors import DataError, SettingError
 from recommender.models.base import Context, Recommender
 from recommender.models.softmax import MASKED_LOGIT, NegativeSampler, flat_history
 from recommender.data.preprocessing import (IdEncoder, Interactions, content_features,
@@ -212,10 +212,10 @@ class FeatureEmbedding(Recommender):
     def __init__(self, seed: int = 0, **params: Any):
         super().__init__(seed, **params)
         if self.params["profile"] not in ("liked", "watched"):
-            raise ParameterError(f"{self.name}: profile must be 'liked' or 'watched', "
+            raise SettingError(f"{self.name}: profile must be 'liked' or 'watched', "
                                  f"not {self.params['profile']!r}")
         if self.params["method"] not in ("network", "density"):
-            raise ParameterError(f"{self.name}: method must be 'network' or 'density', "
+            raise SettingError(f"{self.name}: method must be 'network' or 'density', "
                              f"not {self.params['method']!r}")
 
     # -- fitting ---------------------------------------------------------------------------

@@ -40,7 +40,7 @@ import scipy.sparse as sp
 import tensorflow as tf
 
 from recommender import metrics, topk
-from recommender.core.errors import DataError, ParameterError
+from recommender.core.errors import DataError, SettingError
 from recommender.models.base import Context, Recommender
 from recommender.models.softmax import MASKED_LOGIT
 from recommender.data.preprocessing import IdEncoder, Interactions, movie_features
@@ -231,19 +231,19 @@ class MultiTask(Recommender):
     def __init__(self, seed: int = 0, **params: Any):
         preset = params.get("preset", "")
         if preset and preset not in PRESETS:
-            raise ParameterError(f"multitask: unknown preset {preset!r}; choose from "
+            raise SettingError(f"multitask: unknown preset {preset!r}; choose from "
                              f"{', '.join(PRESETS)}")
         super().__init__(seed, **{**PRESETS.get(preset, {}), **params})
         p = self.params
         if p["features"] not in ("none", "genres", "genres+title"):
-            raise ParameterError("multitask: features must be 'none', 'genres' or 'genres+title', "
+            raise SettingError("multitask: features must be 'none', 'genres' or 'genres+title', "
                              f"not {p['features']!r}")
         if p["monitor"] not in ("rmse", "ndcg", "both"):
-            raise ParameterError(f"multitask: monitor must be 'rmse', 'ndcg' or 'both', "
+            raise SettingError(f"multitask: monitor must be 'rmse', 'ndcg' or 'both', "
                              f"not {p['monitor']!r}")
         if p["rating_weight"] < 0 or p["retrieval_weight"] < 0 or not (
                 p["rating_weight"] or p["retrieval_weight"]):
-            raise ParameterError("multitask: task weights must be >= 0 and not both 0")
+            raise SettingError("multitask: task weights must be >= 0 and not both 0")
         self.history: list[History] = []
         self.trace: list[dict] = []
         self._watch: pd.DataFrame | None = None

@@ -28,7 +28,8 @@ import pandas as pd
 import tensorflow as tf
 import keras
 
-from recommender.core.errors import ParameterError, TrainingError
+from recommender.core.errors import SettingError, TrainingError
+from recommender.core.progress import progress_bar
 
 __all__ = ["TrainingError", "TrainConfig", "History", "strategy", "set_seed", "fit_loop"]
 
@@ -108,7 +109,7 @@ def _optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:
     options = {"adam": keras.optimizers.Adam, "adagrad": keras.optimizers.Adagrad,
                "sgd": keras.optimizers.SGD}
     if name not in options:
-        raise ParameterError(f"unknown optimizer {name!r}; choose from {', '.join(options)}")
+        raise SettingError(f"unknown optimizer {name!r}; choose from {', '.join(options)}")
     return options[name](learning_rate=learning_rate)
 
 
@@ -119,7 +120,7 @@ def _snapshot(variables) -> list[np.ndarray]:
 def fit_loop(module: tf.Module, loss_fn: LossFn, data: dict[str, np.ndarray],
              config: TrainConfig, validate: Callable[[], float] | None = None,
              batch_fn: Callable[[dict, np.random.Generator], dict] | None = None,
-             description: str = "train") -> History:
+             description: str = "train", maximise: bool = False) -> History:
     """Train ``module``'s variables on ``data`` and return the history.
 
     Args:
@@ -127,11 +128,12 @@ def fit_loop(module: tf.Module, loss_fn: LossFn, data: dict[str, np.ndarray],
         loss_fn: batch dict -> (per-example loss ``[B]``, regularisation scalar).
         data: equal-length numpy arrays, one example per row (shuffled every epoch).
         config: epochs, batch size, learning rate, patience, optimizer, seed.
-        validate: returns the validation metric (lower is better) after each epoch; enables
-            early stopping with the best weights restored. Without it, the last epoch is kept.
+        validate: returns the validation metric after each epoch; enables early stopping
+            with the best weights restored. Without it, the last epoch is kept.
         batch_fn: optional numpy hook that turns a batch of rows into the model's inputs
             (e.g. draws negatives); it receives the loop's seeded generator.
         description: label for the progress bar.
+        maximise: the validation metric is better when higher (NDCG), not lower (a loss).
 
     Returns:
         The :class:`History`.
@@ -139,15 +141,65 @@ def fit_loop(module: tf.Module, loss_fn: LossFn, data: dict[str, np.ndarray],
     Raises:
         TrainingError: the loss became NaN or infinite.
     """
-    from recommender.core.progress import progress_bar
-
     set_seed(config.seed)
     rng = np.random.default_rng(config.seed)
-    strat = strategy()
     n = len(next(iter(data.values())))
     if n == 0:
         raise ValueError("fit_loop: no training examples")
     batch_size = min(config.batch_size, n)
+    step = _training_step(module, loss_fn, config, batch_size)
+    run_epoch = _epoch_runner(step, data, n // batch_size, batch_size, batch_fn, rng)
+    # Row indices in int32 where they fit: the same permutation (the same shuffle of the same
+    # draws) in half the memory, 200 MB less at MovieLens-25M scale with its tensor copy.
+    indices = np.arange(n, dtype=np.int32 if n < 2**31 else np.int64)
+    history = History()
+    variables = module.trainable_variables
+    sign = -1.0 if maximise else 1.0
+    best_weights = None
+    waited = 0
+    start = time.perf_counter()
+    bar = progress_bar(range(1, config.epochs + 1), config.progress, desc=description,
+                       leave=False)
+    for epoch in bar:
+        epoch_start = time.perf_counter()
+        total = run_epoch(rng.permutation(indices))
+        train_seconds = time.perf_counter() - epoch_start
+        steps = n // batch_size
+        history.examples_seen += steps * batch_size
+        loss = total / max(steps, 1)
+        if not math.isfinite(loss):
+            raise TrainingError(
+                f"{description}: the training loss became {loss} at epoch {epoch}; lower the "
+                f"learning rate (now {config.learning_rate:g}) or raise the regularisation")
+        row = {"epoch": epoch, "loss": loss, "train_seconds": train_seconds}
+        if validate is not None:
+            value = float(validate())
+            row["val"] = value
+            if (history.best_value is None
+                    or sign * value < sign * history.best_value - config.min_delta):
+                history.best_value, history.best_epoch = value, epoch
+                best_weights = _snapshot(variables)
+                waited = 0
+            else:
+                waited += 1
+        history.rows.append(row)
+        bar.set_postfix({k: f"{v:.4f}" for k, v in row.items() if k in ("loss", "val")})
+        if validate is not None and waited >= config.patience:
+            history.stopped_early = True
+            break
+    if best_weights is not None:
+        for variable, value in zip(variables, best_weights):
+            variable.assign(value)
+    else:
+        history.best_epoch = len(history.rows)
+    history.seconds = time.perf_counter() - start
+    return history
+
+
+def _training_step(module: tf.Module, loss_fn: LossFn, config: TrainConfig,
+                   batch_size: int) -> Callable:
+    """One optimiser step on a global batch, compiled, on every replica of the strategy."""
+    strat = strategy()
     replicas = strat.num_replicas_in_sync
     with strat.scope():
         optimizer = _optimizer(config.optimizer, config.learning_rate)
@@ -180,7 +232,16 @@ def fit_loop(module: tf.Module, loss_fn: LossFn, data: dict[str, np.ndarray],
         losses = strat.run(replica_step, args=(batch,))
         return strat.reduce(tf.distribute.ReduceOp.SUM, losses, axis=None)
 
-    n_steps = n // batch_size  # full batches only; the order reshuffles every epoch
+    return step
+
+
+def _epoch_runner(step: Callable, data: dict[str, np.ndarray], n_steps: int, batch_size: int,
+                  batch_fn: Callable | None, rng: np.random.Generator
+                  ) -> Callable[[np.ndarray], float]:
+    """A function that runs one epoch over a row order and returns the summed batch losses
+    (full batches only; the order reshuffles every epoch)."""
+    strat = strategy()
+    replicas = strat.num_replicas_in_sync
 
     def python_epoch(order: np.ndarray) -> float:
         """One epoch batch by batch from Python: for ``batch_fn`` and for several replicas."""
@@ -198,63 +259,20 @@ def fit_loop(module: tf.Module, loss_fn: LossFn, data: dict[str, np.ndarray],
             total += float(step(tensors))
         return total
 
-    if batch_fn is None and replicas == 1:
-        # The whole epoch is one graph: the batches are gathered from the data (held once as
-        # tensors) inside a loop, so a step costs no Python, no conversion and no sync, which
-        # was a fifth of an epoch at MovieLens-25M scale; same batches, same steps.
-        tensors = {k: tf.convert_to_tensor(v) for k, v in data.items()}
+    if batch_fn is not None or replicas > 1:
+        return python_epoch
+    # The whole epoch is one graph: the batches are gathered from the data (held once as
+    # tensors) inside a loop, so a step costs no Python, no conversion and no sync, which was
+    # a fifth of an epoch at MovieLens-25M scale; same batches, same steps.
+    tensors = {k: tf.convert_to_tensor(v) for k, v in data.items()}
 
-        @tf.function
-        def graph_epoch(order: tf.Tensor) -> tf.Tensor:
-            total = tf.constant(0.0, tf.float64)
-            for s in tf.range(n_steps):
-                rows = order[s * batch_size: (s + 1) * batch_size]
-                batch = {k: tf.gather(t, rows) for k, t in tensors.items()}
-                total += tf.cast(step(batch), tf.float64)
-            return total
+    @tf.function
+    def graph_epoch(order: tf.Tensor) -> tf.Tensor:
+        total = tf.constant(0.0, tf.float64)
+        for s in tf.range(n_steps):
+            rows = order[s * batch_size: (s + 1) * batch_size]
+            batch = {k: tf.gather(t, rows) for k, t in tensors.items()}
+            total += tf.cast(step(batch), tf.float64)
+        return total
 
-        run_epoch = lambda order: float(graph_epoch(tf.constant(order)))  # noqa: E731
-    else:
-        run_epoch = python_epoch
-
-    # Row indices in int32 where they fit: the same permutation (the same shuffle of the same
-    # draws) in half the memory, 200 MB less at MovieLens-25M scale with its tensor copy.
-    indices = np.arange(n, dtype=np.int32 if n < 2**31 else np.int64)
-    history = History()
-    best_weights = None
-    waited = 0
-    start = time.perf_counter()
-    bar = progress_bar(range(1, config.epochs + 1), config.progress, desc=description,
-                       leave=False)
-    for epoch in bar:
-        epoch_start = time.perf_counter()
-        total, steps = run_epoch(rng.permutation(indices)), n_steps
-        train_seconds = time.perf_counter() - epoch_start
-        history.examples_seen += steps * batch_size
-        loss = total / max(steps, 1)
-        if not math.isfinite(loss):
-            raise TrainingError(
-                f"{description}: the training loss became {loss} at epoch {epoch}; lower the "
-                f"learning rate (now {config.learning_rate:g}) or raise the regularisation")
-        row = {"epoch": epoch, "loss": loss, "train_seconds": train_seconds}
-        if validate is not None:
-            value = float(validate())
-            row["val"] = value
-            if history.best_value is None or value < history.best_value - config.min_delta:
-                history.best_value, history.best_epoch = value, epoch
-                best_weights = _snapshot(variables)
-                waited = 0
-            else:
-                waited += 1
-        history.rows.append(row)
-        bar.set_postfix({k: f"{v:.4f}" for k, v in row.items() if k in ("loss", "val")})
-        if validate is not None and waited >= config.patience:
-            history.stopped_early = True
-            break
-    if best_weights is not None:
-        for variable, value in zip(variables, best_weights):
-            variable.assign(value)
-    else:
-        history.best_epoch = len(history.rows)
-    history.seconds = time.perf_counter() - start
-    return history
+    return lambda order: float(graph_epoch(tf.constant(order)))

@@ -1,0 +1,117 @@
+"""Typed model settings: one class per model holds each setting's type, allowed values,
+bounds, default and one-line help, so values are checked once, when a model is made.
+
+A model declares ``Settings = MySettings``, a subclass of :class:`Settings` (a frozen
+pydantic model: ``dim: int = Field(64, ge=1, description="...")``). Python values are
+checked strictly (``True`` is not a number, ``"4"`` is not an int); text from the command
+line (``--param dim=32``) is parsed by :meth:`Settings.from_text`. Every problem is one
+:class:`~recommender.core.errors.SettingError` line naming the model and the setting.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
+
+from recommender.core.errors import SettingError
+
+__all__ = ["Settings", "Sizes", "NoSettings"]
+
+
+def _as_tuple(value: Any) -> Any:
+    """Lists (from JSON) and comma-separated text (``"64,32"``) as tuples; others unchanged."""
+    if isinstance(value, list):
+        return tuple(value)
+    if isinstance(value, str):
+        return tuple(part for part in re.split(r"[,\s]+", value.strip().strip("[]()")) if part)
+    return value
+
+
+# Layer sizes and other whole-number sequences: ``(256, 128)``, ``[256, 128]`` or "256,128".
+Sizes = Annotated[tuple[int, ...], BeforeValidator(_as_tuple)]
+
+
+class Settings(BaseModel):
+    """Base of every model's settings: frozen, no unknown names, strict types."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True, allow_inf_nan=False)
+
+    @classmethod
+    def of(cls, model: str, values: dict[str, Any]) -> "Settings":
+        """Validated settings of ``model`` from Python values (defaults for the rest)."""
+        try:
+            return cls(**values)
+        except ValidationError as exc:
+            raise SettingError(_one_line(model, cls, exc)) from None
+
+    @classmethod
+    def from_text(cls, model: str, text: dict[str, str]) -> dict[str, Any]:
+        """Typed values from ``key=value`` text (the command line's ``--param``): booleans from
+        true/false (yes/no, 1/0), numbers, sequences from comma-separated items, text as is.
+
+        Returns only the keys given, so they can be merged with other overrides.
+        """
+        unknown = sorted(set(text) - set(cls.model_fields))
+        if unknown:
+            raise SettingError(_unknown(model, cls, unknown))
+        try:
+            parsed = cls.model_validate(text, strict=False)  # text is parsed, not type-checked
+        except ValidationError as exc:
+            raise SettingError(_one_line(model, cls, exc)) from None
+        return {key: getattr(parsed, key) for key in text}
+
+    def replace(self, model: str, **changes: Any) -> "Settings":
+        """A copy with ``changes`` applied and checked like new settings."""
+        return type(self).of(model, {**self.model_dump(), **changes})
+
+    def as_dict(self) -> dict[str, Any]:
+        """Every setting by name, as saved with an artifact (sequences as lists)."""
+        return self.model_dump(mode="json")
+
+    @classmethod
+    def describe(cls) -> list[dict[str, str]]:
+        """One row per setting: ``name``, ``type``, ``default``, ``help`` (for ``recommender
+        models NAME``)."""
+        rows = []
+        for name, field in cls.model_fields.items():
+            kind = getattr(field.annotation, "__name__", None) or str(field.annotation)
+            choices = getattr(field.annotation, "__args__", ())
+            if str(field.annotation).startswith("typing.Literal"):
+                kind = " | ".join(map(str, choices))
+            elif _is_sequence(cls, name):
+                kind = "sizes"
+            default = field.default
+            shown = (",".join(map(str, default)) if isinstance(default, tuple)
+                     else str(default).lower() if isinstance(default, bool) else str(default))
+            rows.append({"name": name, "type": kind, "default": shown,
+                         "help": field.description or ""})
+        return rows
+
+
+class NoSettings(Settings):
+    """Settings of a model that has none."""
+
+
+def _is_sequence(cls: type[Settings], key: str) -> bool:
+    return "tuple" in str(cls.model_fields[key].annotation)
+
+
+def _unknown(model: str, cls: type[Settings], names: list[str]) -> str:
+    return (f"{model}: unknown setting(s) {', '.join(names)}; known: "
+            f"{', '.join(cls.model_fields) or 'none'}")
+
+
+def _one_line(model: str, cls: type[Settings], exc: ValidationError) -> str:
+    """The first problem of a validation error as one line a person can act on."""
+    errors = exc.errors(include_url=False)
+    extra = [str(e["loc"][0]) for e in errors if e["type"] == "extra_forbidden"]
+    if extra:
+        return _unknown(model, cls, sorted(extra))
+    error = errors[0]
+    where = ".".join(str(part) for part in error["loc"] if not isinstance(part, int))
+    message = error["msg"].replace("Value error, ", "")
+    if where:
+        return f"{model}: setting {where}: {message} (got {error['input']!r})"
+    return f"{model}: {message}"
