@@ -111,11 +111,13 @@ class Recommender:
     # -- fitting ---------------------------------------------------------------------------
 
     def fit(self, train: pd.DataFrame, movies: pd.DataFrame | None = None,
-            tags: pd.DataFrame | None = None) -> "Recommender":
+            tags: pd.DataFrame | None = None, **options: Any) -> "Recommender":
         """Fit on a ratings table (``userId, movieId, rating[, timestamp]``).
 
-        Records ``fit_seconds``, the ``train_fingerprint`` and the ``context_fingerprint`` of the
-        side tables the fit read in :attr:`meta` (saved with the artifact), so a saved model is
+        ``options`` are fit-time arguments particular to a kind of model (the models of the
+        shared training loop take ``on_epoch``, a callback after every epoch). Records
+        ``fit_seconds``, the ``train_fingerprint`` and the ``context_fingerprint`` of the side
+        tables the fit read in :attr:`meta` (saved with the artifact), so a saved model is
         reused only for the data it was trained on.
         """
         start = time.perf_counter()
@@ -124,8 +126,9 @@ class Recommender:
         self.seen = data.matrix("binary")
         self.global_mean = float(np.mean(data.rating))
         self.rating_scale = (float(data.rating.min()), float(data.rating.max()))
+        self.meta = {}
         context = Context(movies=movies, tags=tags)
-        self._fit(data, context)
+        self._fit(data, context, **options)
         self.meta.update(fit_seconds=time.perf_counter() - start,
                          train_fingerprint=fingerprint(train),
                          context_fingerprint=context.fingerprints())

@@ -134,8 +134,8 @@ class Softmax(TowerModel):
         log_n = np.log1p(np.diff(data.matrix("rating").indptr))
         self.activity = np.array([log_n.mean(), log_n.std() or 1.0], np.float32)
 
-    def _train(self, part: sp.csr_matrix, held: sp.csr_matrix | None,
-               epochs: int) -> tuple[_Towers, History]:
+    def _train(self, part: sp.csr_matrix, held: sp.csr_matrix | None, epochs: int,
+               on_epoch=None) -> tuple[_Towers, History]:
         s = self.settings
         wide = self._wide(part)
         history = self._weighted(part)
@@ -185,7 +185,7 @@ class Softmax(TowerModel):
                                        history, held)
         users = np.flatnonzero(np.diff(history.indptr) > 0).astype(np.int64)
         result = self._loop(towers, loss_fn, {"user": users}, epochs, validate=validate,
-                            batch_fn=batch_fn)
+                            batch_fn=batch_fn, on_epoch=on_epoch)
         return towers, result
 
     def _finish(self, whole: sp.csr_matrix) -> None:

@@ -133,8 +133,8 @@ class SoftmaxDNN(TowerModel):
     # make a quarter of the steps (docs/models/softmax-dnn.md).
     large_data = {"batch_size": 512, "learning_rate": 3e-3}
 
-    def _train(self, part: sp.csr_matrix, held: sp.csr_matrix | None,
-               epochs: int) -> tuple[_Towers, History]:
+    def _train(self, part: sp.csr_matrix, held: sp.csr_matrix | None, epochs: int,
+               on_epoch=None) -> tuple[_Towers, History]:
         s = self.settings
         history = self._weighted(part)
         towers = self._fresh()
@@ -166,7 +166,7 @@ class SoftmaxDNN(TowerModel):
             validate = ndcg_validation(lambda u: self._logits(towers, history[u]), history, held)
         users = np.flatnonzero(np.diff(history.indptr) > 0).astype(np.int64)
         result = self._loop(towers, loss_fn, {"user": users}, epochs, validate=validate,
-                            batch_fn=_Batches(history, s))
+                            batch_fn=_Batches(history, s), on_epoch=on_epoch)
         return towers, result
 
     def _finish(self, whole: sp.csr_matrix) -> None:

@@ -63,15 +63,19 @@ class TowerModel(Recommender):
 
     # -- the fit ---------------------------------------------------------------------------
 
-    def _fit(self, data: Interactions, context: Context) -> None:
+    def _fit(self, data: Interactions, context: Context,
+             on_epoch: Callable[[int], None] | None = None) -> None:
+        """See the module docstring; ``on_epoch(epoch)`` is called after every epoch of every
+        run, with :attr:`module` holding that epoch's weights (it only observes: what it
+        measures never selects weights or epochs, so it may look at a test set)."""
         self._prepare(data, context)
         whole = self._whole(data)
         part, held = self._holdout(whole)
-        module, first = self._train(part, held, self.settings.epochs)
+        module, first = self._train(part, held, self.settings.epochs, on_epoch)
         self.history = [first]
         refit = self.settings.refit and held is not None
         if refit:
-            module, last = self._train(whole, None, first.best_epoch)
+            module, last = self._train(whole, None, first.best_epoch, on_epoch)
             self.history.append(last)
         self.module = module
         seconds = first.frame()["train_seconds"].to_numpy()  # the first epoch also compiles
@@ -97,9 +101,11 @@ class TowerModel(Recommender):
             return whole, None
         return holdout_matrix(whole, self.settings.validation, self.seed)
 
-    def _train(self, part: Any, held: Any | None, epochs: int) -> tuple[tf.Module, History]:
-        """Fresh variables trained on ``part`` for at most ``epochs``, early-stopped on
-        ``held`` when given (use :meth:`_loop`)."""
+    def _train(self, part: Any, held: Any | None, epochs: int,
+               on_epoch: Callable[[int], None] | None) -> tuple[tf.Module, History]:
+        """Fresh variables (:meth:`_fresh`) trained on ``part`` for at most ``epochs``,
+        early-stopped on ``held`` when given, through :meth:`_loop` (which takes
+        ``on_epoch``)."""
         raise NotImplementedError
 
     def _finish(self, whole: Any) -> None:
@@ -110,13 +116,16 @@ class TowerModel(Recommender):
         raise NotImplementedError
 
     def _fresh(self) -> tf.Module:
+        """:meth:`_build` under the strategy's scope, set as :attr:`module` (the variables
+        being trained are the ones an ``on_epoch`` callback sees)."""
         with strategy().scope():
-            return self._build()
+            self.module = self._build()
+        return self.module
 
     def _loop(self, module: tf.Module, loss_fn: Callable, examples: dict[str, np.ndarray],
               epochs: int, validate: Callable[[], float] | None = None,
               batch_fn: Callable | None = None, label: str | None = None,
-              **config: Any) -> History:
+              on_epoch: Callable[[int], None] | None = None, **config: Any) -> History:
         """:func:`~recommender.models.training.fit_loop` with this model's training settings
         (``config`` overrides fields of :class:`TrainConfig`, e.g. ``jit_compile``)."""
         s = self.settings
@@ -124,7 +133,8 @@ class TowerModel(Recommender):
                            learning_rate=s.learning_rate, patience=s.patience, seed=self.seed,
                            progress=s.progress, **config)
         return fit_loop(module, loss_fn, examples, loop, validate=validate, batch_fn=batch_fn,
-                        description=label or self.name, maximise=self.maximise)
+                        description=label or self.name, maximise=self.maximise,
+                        on_epoch=on_epoch)
 
     # -- persistence -----------------------------------------------------------------------
 
@@ -134,8 +144,7 @@ class TowerModel(Recommender):
 
     def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
         self._restore(arrays)
-        self.module = self._fresh()
-        for name, variable in named_variables(self.module).items():
+        for name, variable in named_variables(self._fresh()).items():
             variable.assign(arrays[name])
 
     def _arrays(self) -> dict[str, np.ndarray]:

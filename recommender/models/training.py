@@ -120,7 +120,8 @@ def _snapshot(variables) -> list[np.ndarray]:
 def fit_loop(module: tf.Module, loss_fn: LossFn, data: dict[str, np.ndarray],
              config: TrainConfig, validate: Callable[[], float] | None = None,
              batch_fn: Callable[[dict, np.random.Generator], dict] | None = None,
-             description: str = "train", maximise: bool = False) -> History:
+             description: str = "train", maximise: bool = False,
+             on_epoch: Callable[[int], None] | None = None) -> History:
     """Train ``module``'s variables on ``data`` and return the history.
 
     Args:
@@ -134,6 +135,8 @@ def fit_loop(module: tf.Module, loss_fn: LossFn, data: dict[str, np.ndarray],
             (e.g. draws negatives); it receives the loop's seeded generator.
         description: label for the progress bar.
         maximise: the validation metric is better when higher (NDCG), not lower (a loss).
+        on_epoch: called with the epoch number after each epoch (after validation), while
+            the variables hold that epoch's weights.
 
     Returns:
         The :class:`History`.
@@ -183,6 +186,8 @@ def fit_loop(module: tf.Module, loss_fn: LossFn, data: dict[str, np.ndarray],
             else:
                 waited += 1
         history.rows.append(row)
+        if on_epoch is not None:
+            on_epoch(epoch)
         bar.set_postfix({k: f"{v:.4f}" for k, v in row.items() if k in ("loss", "val")})
         if validate is not None and waited >= config.patience:
             history.stopped_early = True

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from recommender.reporting.analyses import folding, folding_comparison, genre_similarity
+from recommender.reporting.analysis.sampling import folding, folding_comparison, genre_similarity
 from recommender.evaluation import fit_and_evaluate
 from recommender.models import load_model, make_model
 from recommender.models.baselines import EASE
