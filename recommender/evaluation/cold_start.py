@@ -201,36 +201,35 @@ def cold_start_table(names: Iterable[str] | None, ratings: pd.DataFrame,
     revealed = {n: splits.reveal_ratings(user_test, n, reveal_order, seed) for n in reveal}
     protocols = [("items", item_train, item_test), ("users", user_train, user_test)]
     rows = []
-
-    def add(protocol: str, n_revealed, result: Evaluation, fit_seconds: float) -> None:
-        rows.append({"protocol": protocol, "revealed": n_revealed, "model": result.model,
-                     **result.metrics, "fit_seconds": fit_seconds, "skipped": ""})
-
-    scorers = [("random", None)] if random_row else []
-    settings = {name: settings_for(name, params, quick) for name in names}
-    scorers += [(name, make_model(name, seed=seed, **settings[name])) for name in names]
-    for name, model in scorers:
-        if model is not None and not model.folds_in:
+    for name in (["random"] if random_row else []) + names:
+        settings = {} if name == "random" else settings_for(name, params, quick)
+        if name != "random" and not make_model(name, seed=seed, **settings).folds_in:
             rows.append({"protocol": "items, users", "model": name,
                          "skipped": "cannot score users outside its training data"})
             continue
         for protocol, train, test in protocols:
-            fit_seconds = 0.0
-            if model is None:
-                fitted = RandomOrder(seed)
-            else:
-                fitted = make_model(name, seed=seed, **settings[name])
-                fitted.fit(train, movies=movies, tags=splits.known_tags(tags, train, test))
-                fit_seconds = fitted.meta["fit_seconds"]
-                if models is not None:
-                    models[protocol, name] = fitted
-                if progress:
-                    print(f"{name}: fitted on the {protocol} cold-start train in "
-                          f"{fit_seconds:.1f} s")
+            fitted = _fitted(name, settings, seed, train, test, movies, tags)
+            fit_seconds = fitted.meta["fit_seconds"] if name != "random" else 0.0
+            if models is not None and name != "random":
+                models[protocol, name] = fitted
+            if progress and name != "random":
+                print(f"{name}: fitted on the {protocol} cold-start train in {fit_seconds:.1f} s")
             if protocol == "items":
-                add(protocol, np.nan, item_cold_start(fitted, train, test, k), fit_seconds)
+                results = [(np.nan, item_cold_start(fitted, train, test, k))]
             else:
-                for n, (shown, hidden) in revealed.items():
-                    add(protocol, n, user_cold_start(fitted, train, shown, hidden, k),
-                        fit_seconds)
+                results = [(n, user_cold_start(fitted, train, shown, hidden, k))
+                           for n, (shown, hidden) in revealed.items()]
+            rows += [{"protocol": protocol, "revealed": n, "model": result.model,
+                      **result.metrics, "fit_seconds": fit_seconds, "skipped": ""}
+                     for n, result in results]
     return pd.DataFrame(rows)
+
+
+def _fitted(name: str, settings: dict, seed: int, train: pd.DataFrame, test: pd.DataFrame,
+            movies: pd.DataFrame | None, tags: pd.DataFrame | None):
+    """Model ``name`` fitted on a cold-start ``train`` with the tags it may know, or the
+    random order for ``"random"``."""
+    if name == "random":
+        return RandomOrder(seed)
+    model = make_model(name, seed=seed, **settings)
+    return model.fit(train, movies=movies, tags=splits.known_tags(tags, train, test))

@@ -8,7 +8,6 @@ skipped. ``recommender evaluate``, the notebooks and the comparison all call :fu
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +18,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from recommender import metrics
-from recommender.core.errors import DataError, UsageError
+from recommender.core.errors import RecommenderError, UsageError
 from recommender.metrics import RELEVANT_RATING
 from recommender.data import splits
 from recommender.models import Recommender, load_model, make_model, model_class
@@ -93,22 +92,19 @@ def evaluate(model: Recommender, test: pd.DataFrame, k: int = 10,
     return Evaluation(model.name, out, table, recommended, predictions)
 
 
-def _same(a: dict, b: dict) -> bool:
-    """Equal once both went through JSON (tuples saved as lists)."""
-    return json.dumps(a, sort_keys=True, default=str) == json.dumps(b, sort_keys=True,
-                                                                      default=str)
-
-
 def _cached(path: Path, fresh: Recommender, train: pd.DataFrame,
             context: dict[str, pd.DataFrame | None]) -> Recommender | None:
     """The model saved at ``path`` if it was trained with ``fresh``'s settings on ``train``
     and on the same side tables (those of ``context`` that its fit read)."""
     if not (path / "model.json").is_file():
         return None
-    saved = load_model(path)
+    try:
+        saved = load_model(path)
+    except RecommenderError:  # saved by another version of the package: fit again
+        return None
     read = saved.meta.get("context_fingerprint")
     matches = (type(saved) is type(fresh) and saved.seed == fresh.seed
-               and _same(saved.params, json.loads(json.dumps(fresh.params, default=str)))
+               and saved.settings == fresh.settings
                and saved.meta.get("train_fingerprint") == fingerprint(train)
                and isinstance(read, dict)
                and all(table_fingerprint(context.get(key)) == value
@@ -119,7 +115,7 @@ def _cached(path: Path, fresh: Recommender, train: pd.DataFrame,
 def fit_and_evaluate(name: str, train: pd.DataFrame, test: pd.DataFrame,
                      movies: pd.DataFrame | None = None, tags: pd.DataFrame | None = None,
                      seed: int = 0, k: int = 10, cache_dir: str | Path | None = None,
-                     **params) -> tuple[Recommender, Evaluation]:
+                     **settings) -> tuple[Recommender, Evaluation]:
     """Make the registered model ``name``, fit it on ``train`` (timed) and evaluate on ``test``.
 
     The model sees only the tags it could know at training time (:func:`splits.known_tags`:
@@ -130,7 +126,7 @@ def fit_and_evaluate(name: str, train: pd.DataFrame, test: pd.DataFrame,
     trained models this way.
     """
     tags = splits.known_tags(tags, train, test)
-    model = make_model(name, seed=seed, **params)
+    model = make_model(name, seed=seed, **settings)
     path = Path(cache_dir) / name if cache_dir else None
     cached = _cached(path, model, train, {"movies": movies, "tags": tags}) if path else None
     if cached is not None:
@@ -147,8 +143,8 @@ def fit_and_evaluate(name: str, train: pd.DataFrame, test: pd.DataFrame,
 def quick_settings(name: str, quick: bool = True) -> dict[str, Any]:
     """The :data:`QUICK_SETTINGS` that model ``name`` has; none unless ``quick``. Notebooks,
     comparisons and cold-start tables shorten training this one way."""
-    defaults = model_class(name).defaults
-    return {key: v for key, v in QUICK_SETTINGS.items() if quick and key in defaults}
+    known = model_class(name).Settings.model_fields
+    return {key: v for key, v in QUICK_SETTINGS.items() if quick and key in known}
 
 
 def settings_for(name: str, overrides: dict[str, dict] | None, quick: bool) -> dict:

@@ -122,8 +122,11 @@ class RatedEASESettings(EASESettings):
 
 
 class RatedEASE(EASE):
-    """EASE on rating-weighted inputs (``rating_weight`` and ``l2`` tuned on a validation
-    slice of the u20 train split: NDCG@10 0.2016 vs 0.1875 for binary EASE there)."""
+    """EASE on rating-weighted inputs: a movie the user loved pulls its neighbours up more.
+
+    ``rating_weight`` and ``l2`` were tuned on a validation slice of train
+    (``docs/models/ease.md``).
+    """
 
     name = "ease-rated"
     Settings = RatedEASESettings

@@ -11,7 +11,7 @@ line (``--param dim=32``) is parsed by :meth:`Settings.from_text`. Every problem
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
 
@@ -72,21 +72,22 @@ class Settings(BaseModel):
 
     @classmethod
     def describe(cls) -> list[dict[str, str]]:
-        """One row per setting: ``name``, ``type``, ``default``, ``help`` (for ``recommender
-        models NAME``)."""
+        """One row per setting, the model's own first: ``name``, ``type``, ``default`` and
+        ``help`` (with the allowed values of a choice), for ``recommender models NAME``."""
+        own = [name for name in cls.__annotations__ if name in cls.model_fields]
         rows = []
-        for name, field in cls.model_fields.items():
-            kind = getattr(field.annotation, "__name__", None) or str(field.annotation)
-            choices = getattr(field.annotation, "__args__", ())
-            if str(field.annotation).startswith("typing.Literal"):
-                kind = " | ".join(map(str, choices))
+        for name in own + [name for name in cls.model_fields if name not in own]:
+            field = cls.model_fields[name]
+            kind, help_text = getattr(field.annotation, "__name__", "value"), field.description
+            if get_origin(field.annotation) is Literal:
+                kind = "choice"
+                help_text += f" ({', '.join(map(str, get_args(field.annotation)))})"
             elif _is_sequence(cls, name):
                 kind = "sizes"
             default = field.default
             shown = (",".join(map(str, default)) if isinstance(default, tuple)
                      else str(default).lower() if isinstance(default, bool) else str(default))
-            rows.append({"name": name, "type": kind, "default": shown,
-                         "help": field.description or ""})
+            rows.append({"name": name, "type": kind, "default": shown, "help": help_text or ""})
         return rows
 
 

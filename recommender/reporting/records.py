@@ -11,30 +11,20 @@ from __future__ import annotations
 import html
 import json
 import math
-import os
 import re
-import tempfile
 from importlib import metadata
 from pathlib import Path
 
 import pandas as pd
 
 from recommender.core.config import REPORTS_DIR
+from recommender.core.files import atomic_write_text
 
 __all__ = ["record_metrics", "read_metrics", "save_figure", "write_index", "package_versions",
-           "atomic_write_text", "export_html", "latex_to_mathml"]
+           "export_html", "latex_to_mathml"]
 
 MAIN_PACKAGES = ("tensorflow", "keras", "numpy", "pandas", "scipy", "scikit-learn",
                  "matplotlib", "papermill")
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename (never half-written)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
 
 
 # Code spans are kept as they are; $$display$$ and $inline$ formulas become MathML.
