@@ -9,7 +9,7 @@ the best baseline, precision and recall for K = 1..50, and RMSE by user-activity
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -18,7 +18,7 @@ from scipy import stats
 from recommender.evaluation.protocol import (Evaluation, fit_and_evaluate, relevance_matrix,
                                              settings_for)
 from recommender.metrics import ranking_metrics
-from recommender.models import MODELS, Recommender, model_class
+from recommender.models import MODELS, Recommender
 from recommender.data.preprocessing import user_activity
 
 __all__ = ["Comparison", "compare", "bootstrap_ci", "paired_p_value", "precision_recall_at_k",

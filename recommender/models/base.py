@@ -26,7 +26,8 @@ import scipy.sparse as sp
 
 from recommender.data.preprocessing import IdEncoder, Interactions
 from recommender.models.artifacts import write_artifact
-from recommender.models.settings import NoSettings, Settings
+from recommender.models.settings import NoSettings
+from recommender.models.settings import Settings as SettingsBase
 from recommender.topk import top_k, top_k_product, top_k_shared
 
 __all__ = ["Recommender", "Context", "fingerprint", "table_fingerprint"]
@@ -93,7 +94,7 @@ class Recommender:
     name: ClassVar[str] = "base"
     predicts_ratings: ClassVar[bool] = False
     folds_in: ClassVar[bool] = False  # whether score_history serves users outside train
-    Settings: ClassVar[type[Settings]] = NoSettings
+    Settings: ClassVar[type[SettingsBase]] = NoSettings
     # Settings for MovieLens-25M-sized data (``benchmarks/scale.py`` runs every registered
     # model with them); ``None``: the model does not scale that far (docs/models/ says why).
     large_data: ClassVar[dict[str, Any] | None] = {}

@@ -225,6 +225,11 @@ class Softmax(TowerModel):
             logits += float(towers.gate()) * np.asarray(wide[0][user_index] @ wide[1])
         return logits
 
+    def item_vectors(self) -> np.ndarray:
+        """The output item vectors ``v_j`` (genres projected in), ``(n_items, dim)``."""
+        self._check_fitted()
+        return self.module.items()[0].numpy()
+
     def _score(self, user_index: np.ndarray) -> np.ndarray:
         return self._logits(self.module, self.inputs, self.wide, user_index)
 

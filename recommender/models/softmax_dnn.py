@@ -184,6 +184,11 @@ class SoftmaxDNN(TowerModel):
         """Catalogue logits for users given by their input rows (whole history, no dropout)."""
         return towers.logits(_inputs(rows)).numpy()
 
+    def item_vectors(self) -> np.ndarray:
+        """The output item vectors ``v_j``, ``(n_items, last hidden size)``."""
+        self._check_fitted()
+        return self.module.item_out.numpy()
+
     def _score(self, user_index: np.ndarray) -> np.ndarray:
         return self._logits(self.module, self.inputs[user_index])
 

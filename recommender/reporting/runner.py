@@ -27,7 +27,10 @@ from pathlib import Path
 
 from recommender.core.config import NOTEBOOKS_DIR, REPORTS_DIR
 from recommender.core.errors import NotebookFailed, UsageError
-from recommender.reporting.records import read_metrics, write_index
+from recommender.data.fetch import ensure_release
+from recommender.data.releases import RELEASES
+from recommender.reporting.html import export_html, write_index
+from recommender.reporting.records import read_metrics
 
 __all__ = ["NotebookFailed", "RunResult", "notebook_paths", "run_notebooks", "KERNEL_ENV"]
 
@@ -190,53 +193,74 @@ def run_notebooks(dataset: str = "ml-latest-small", data_dir: str | None = None,
         DataError: the release is missing and cannot be downloaded (one line on what to do).
         KeyboardInterrupt: Ctrl-C or SIGTERM; kernels stopped, ``reports_dir`` untouched.
     """
-    from recommender.data.releases import RELEASES
-    from recommender.data.fetch import ensure_release
-    from recommender.reporting.records import export_html
-
     paths = notebook_paths(Path(notebooks_dir), only=only)
     if not quick and dataset in RELEASES:
         ensure_release(dataset, data_dir, progress=progress)
     reports_dir = Path(reports_dir)
     reports_dir.mkdir(parents=True, exist_ok=True)
     _remove_abandoned_staging(reports_dir)
-    staging = Path(tempfile.mkdtemp(prefix=f"{_STAGING}{os.getpid()}-", dir=reports_dir))
-    sockets = Path(tempfile.mkdtemp(prefix="recommender-kernels-"))  # short socket paths
-    cwd, staged = staging / "notebooks", staging / "reports"
-    cwd.mkdir()
-    staged.mkdir()
-    params = {"dataset": dataset, "data_dir": _shown_path(data_dir, cwd),
-              "split_dir": _shown_path(split_dir, cwd), "quick": bool(quick), "seed": int(seed)}
-    # Earlier runs' metrics let a partial run (--only) still build the full comparison.
-    if (reports_dir / "metrics").is_dir():
-        shutil.copytree(reports_dir / "metrics", staged / "metrics")
     done: list[dict] = []
     start = time.perf_counter()
+    with _staging(reports_dir) as (cwd, staged, sockets), _stop_on_signals():
+        params = {"dataset": dataset, "data_dir": _shown_path(data_dir, cwd),
+                  "split_dir": _shown_path(split_dir, cwd), "quick": bool(quick),
+                  "seed": int(seed)}
+        for path in paths:
+            done.append(_run_one(path, staged, cwd, params, sockets, reports_dir, progress))
+        total = time.perf_counter() - start
+        _publish(staged, reports_dir)
+    _write_index(reports_dir, done, dataset, split_dir, seed, quick, total)
+    return RunResult(reports_dir, done, total)
+
+
+@contextlib.contextmanager
+def _staging(reports_dir: Path):
+    """``(kernel working folder, staged reports, socket folder)`` of one run, removed at the
+    end whatever happens; the staged reports start with the last run's metrics, so that a
+    partial run (``--only``) still builds the full comparison."""
+    staging = Path(tempfile.mkdtemp(prefix=f"{_STAGING}{os.getpid()}-", dir=reports_dir))
+    sockets = Path(tempfile.mkdtemp(prefix="recommender-kernels-"))  # short socket paths
     try:
-        with _stop_on_signals():
-            for path in paths:
-                executed = staged / path.name
-                t0 = time.perf_counter()
-                if progress:
-                    print(f"running {path.name} ...", file=sys.stderr, flush=True)
-                try:
-                    _execute(path, executed, cwd, params, sockets)
-                except Exception as exc:
-                    failed = reports_dir / "failed"
-                    failed.mkdir(exist_ok=True)
-                    if executed.exists():
-                        shutil.copy2(executed, failed / path.name)
-                    raise NotebookFailed(_failure_message(path.name, exc)) from None
-                export_html(executed, staged / f"{path.stem}.html")
-                seconds = time.perf_counter() - t0
-                done.append({"name": path.name, "html": f"{path.stem}.html", "seconds": seconds})
-                if progress:
-                    print(f"  done in {seconds:.1f} s", file=sys.stderr, flush=True)
-            total = time.perf_counter() - start
-            _publish(staged, reports_dir)
+        cwd, staged = staging / "notebooks", staging / "reports"
+        cwd.mkdir()
+        staged.mkdir()
+        if (reports_dir / "metrics").is_dir():
+            shutil.copytree(reports_dir / "metrics", staged / "metrics")
+        yield cwd, staged, sockets
     finally:
         shutil.rmtree(staging, ignore_errors=True)
         shutil.rmtree(sockets, ignore_errors=True)
+
+
+def _run_one(path: Path, staged: Path, cwd: Path, params: dict, sockets: Path,
+             reports_dir: Path, progress: bool) -> dict:
+    """Execute one notebook into the staging folder and export it to HTML.
+
+    Raises:
+        NotebookFailed: the executed notebook is kept in ``reports_dir/failed/``.
+    """
+    executed = staged / path.name
+    start = time.perf_counter()
+    if progress:
+        print(f"running {path.name} ...", file=sys.stderr, flush=True)
+    try:
+        _execute(path, executed, cwd, params, sockets)
+    except Exception as exc:
+        failed = reports_dir / "failed"
+        failed.mkdir(exist_ok=True)
+        if executed.exists():
+            shutil.copy2(executed, failed / path.name)
+        raise NotebookFailed(_failure_message(path.name, exc)) from None
+    export_html(executed, staged / f"{path.stem}.html")
+    seconds = time.perf_counter() - start
+    if progress:
+        print(f"  done in {seconds:.1f} s", file=sys.stderr, flush=True)
+    return {"name": path.name, "html": f"{path.stem}.html", "seconds": seconds}
+
+
+def _write_index(reports_dir: Path, done: list[dict], dataset: str, split_dir: str | None,
+                 seed: int, quick: bool, total: float) -> None:
+    """``index.html`` from the metrics the notebooks of this run recorded."""
     metrics = read_metrics(reports_dir)
     ran = [metrics.get(Path(n["name"]).stem, {}) for n in done]  # this run's, not stale ones
     split = next((m["split"] for m in ran if "split" in m),
@@ -245,7 +269,6 @@ def run_notebooks(dataset: str = "ml-latest-small", data_dir: str | None = None,
                 "total seconds": f"{total:.1f}"}
     comparison = metrics.get("07_model_comparison", {})
     write_index(reports_dir, done, run_info, comparison.get("table"), comparison.get("baselines"))
-    return RunResult(reports_dir, done, total)
 
 
 def _publish(staging: Path, reports_dir: Path) -> None:

@@ -1,4 +1,5 @@
-"""Seed 004's analyses of the softmax model, each returning a DataFrame for a notebook.
+"""Analyses of the softmax models (the recommender-systems overview, origin 004), each
+returning a DataFrame for notebook 04.
 
 - :func:`negatives_curve`: quality, popularity bias (share of slots taken by the top 1% most
   rated movies) and speed as the number of sampled negatives grows;
@@ -12,7 +13,7 @@
   included.
 
 The softmax analyses take the registered ``model`` to study: ``softmax`` (wide & deep) or
-``softmax-dnn`` (the seed's model alone, a Mult-DAE). They concern the softmax layer, so they
+``softmax-dnn`` (the origin system's model alone, a Mult-DAE). They concern the softmax layer, so they
 turn a model's wide (EASE) path off unless told otherwise: the wide path costs ``items^2``
 memory and has no item embeddings to fold.
 """
@@ -34,25 +35,25 @@ __all__ = ["negatives_curve", "epoch_seconds", "folding",
 _COLUMNS = ("ndcg@10", "recall@10", "coverage@10", "top1pct_share", "fit_seconds")
 
 
-def _softmax_layer(model: str, params: dict, **overrides) -> dict:
-    """``params`` with the wide path off (and ``overrides``) where ``model`` has those keys."""
-    defaults = model_class(model).defaults
-    chosen = {k: v for k, v in {"wide": False, **overrides}.items() if k in defaults}
-    return {**chosen, **params}
+def _softmax_layer(model: str, settings: dict, **overrides) -> dict:
+    """``settings`` with the wide path off (and ``overrides``) where ``model`` has them."""
+    known = model_class(model).Settings.model_fields
+    chosen = {k: v for k, v in {"wide": False, **overrides}.items() if k in known}
+    return {**chosen, **settings}
 
 
 def _row(model: Recommender, result: Evaluation) -> dict:
     """The metrics a comparison table shows for one fitted softmax model."""
     return {**{k: result.metrics[k] for k in _COLUMNS},
             "epoch_seconds": model.meta["epoch_seconds"],
-            "best_epoch": model.meta["validation"]["best_epoch"],
-            "val_ndcg@10": model.meta["validation"]["ndcg@10"]}
+            "best_epoch": model.meta["best_epoch"],
+            "val_ndcg@10": model.meta["validation"]}
 
 
 def negatives_curve(train: pd.DataFrame, test: pd.DataFrame, movies: pd.DataFrame | None = None,
                     num_negatives: Iterable[int] = (16, 64, 256, 1024, 4096),
                     loss: str = "sampled-popularity", seed: int = 0,
-                    model: str = "softmax", **params) -> pd.DataFrame:
+                    model: str = "softmax", **settings) -> pd.DataFrame:
     """Quality and cost of a sampled loss as the number of negatives per batch grows.
 
     Args:
@@ -62,7 +63,7 @@ def negatives_curve(train: pd.DataFrame, test: pd.DataFrame, movies: pd.DataFram
         loss: ``sampled-uniform`` or ``sampled-popularity``.
         seed: model seed.
         model: the registered softmax model (``softmax`` or ``softmax-dnn``).
-        **params: other hyperparameters of that model.
+        **settings: other settings of that model.
 
     Returns:
         One row per value: ``num_negatives``, NDCG/recall/coverage@10, ``top1pct_share``,
@@ -72,7 +73,7 @@ def negatives_curve(train: pd.DataFrame, test: pd.DataFrame, movies: pd.DataFram
     rows = []
     for n in num_negatives:
         fitted, result = fit_and_evaluate(model, train, test, movies=movies, seed=seed,
-                                          **_softmax_layer(model, params), loss=loss,
+                                          **_softmax_layer(model, settings), loss=loss,
                                           num_negatives=int(n))
         rows.append({"num_negatives": int(n), **_row(fitted, result)})
     return pd.DataFrame(rows)
@@ -81,7 +82,7 @@ def negatives_curve(train: pd.DataFrame, test: pd.DataFrame, movies: pd.DataFram
 def epoch_seconds(catalogue_sizes: Iterable[int] = (1_000, 5_000, 20_000, 60_000),
                   losses: Iterable[str] = ("full", "sampled-popularity"),
                   n_users: int = 2_000, ratings_per_user: int = 50, epochs: int = 4,
-                  seed: int = 0, model: str = "softmax", **params) -> pd.DataFrame:
+                  seed: int = 0, model: str = "softmax", **settings) -> pd.DataFrame:
     """Seconds per training epoch as the catalogue grows, on synthetic MovieLens data.
 
     The number of users and ratings is fixed, so only the catalogue (the softmax width) grows:
@@ -95,7 +96,7 @@ def epoch_seconds(catalogue_sizes: Iterable[int] = (1_000, 5_000, 20_000, 60_000
             reported).
         seed: data and model seed.
         model: the registered softmax model (its wide path off).
-        **params: other hyperparameters of that model.
+        **settings: other settings of that model.
 
     Returns:
         One row per (catalogue, loss): ``movies``, ``loss``, ``epoch_seconds``.
@@ -106,7 +107,7 @@ def epoch_seconds(catalogue_sizes: Iterable[int] = (1_000, 5_000, 20_000, 60_000
                               n_ratings=n_users * ratings_per_user, seed=seed)
         for loss in losses:
             fitted = make_model(model, seed=seed, **_softmax_layer(
-                model, {"epochs": epochs, "patience": epochs, "refit": False, **params,
+                model, {"epochs": epochs, "patience": epochs, "refit": False, **settings,
                         "loss": loss}))
             fitted.fit(data.ratings, movies=data.movies)
             rows.append({"movies": int(size), "loss": loss,
@@ -147,7 +148,7 @@ def folding_comparison(train: pd.DataFrame, test: pd.DataFrame, movies: pd.DataF
                        losses: Iterable[str] = ("positives-only", "sampled-uniform",
                                                 "sampled-popularity", "full"),
                        seed: int = 0, model: str = "softmax",
-                       **params) -> tuple[pd.DataFrame, dict[str, Recommender]]:
+                       **settings) -> tuple[pd.DataFrame, dict[str, Recommender]]:
     """Folding and quality of models trained with and without negatives.
 
     Genre features are left out of the item vectors (``use_genres=False`` unless overridden),
@@ -155,24 +156,24 @@ def folding_comparison(train: pd.DataFrame, test: pd.DataFrame, movies: pd.DataF
     (``wide=False`` unless overridden) so the softmax layer alone ranks.
 
     Args:
-        train, test: ratings tables (:func:`recommender.synthetic.planted_clusters` shows the
+        train, test: ratings tables (:func:`recommender.data.synthetic.planted_clusters` shows the
             effect most cleanly).
         movies: movies table with ``genres``.
         losses: loss names to compare.
         seed: model seed.
         model: the registered softmax model.
-        **params: other hyperparameters of that model.
+        **settings: other settings of that model.
 
     Returns:
         One row per loss (``loss``, ``within``, ``between``, ``gap`` and the columns of
         :func:`negatives_curve`), and the fitted models by loss (for
         :func:`genre_similarity`).
     """
-    params = _softmax_layer(model, params, use_genres=False)
+    settings = _softmax_layer(model, settings, use_genres=False)
     rows, models = [], {}
     for loss in losses:
         fitted, result = fit_and_evaluate(model, train, test, movies=movies, seed=seed,
-                                          loss=loss, **params)
+                                          loss=loss, **settings)
         models[loss] = fitted
         rows.append({"loss": loss, **folding(fitted, movies), **_row(fitted, result)})
     return pd.DataFrame(rows), models
@@ -180,7 +181,7 @@ def folding_comparison(train: pd.DataFrame, test: pd.DataFrame, movies: pd.DataF
 
 def _unit_items(model: Recommender, movies: pd.DataFrame) -> tuple[np.ndarray, pd.Series]:
     """Unit-norm item vectors and each movie's cluster (first listed genre, '' if none)."""
-    vectors = model.towers.items()[0].numpy().astype(np.float64)
+    vectors = model.item_vectors().astype(np.float64)
     unit = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
     first = movies.set_index("movieId")["genres"].reindex(model.items.ids)
     return unit, pd.Series([g[0] if isinstance(g, list) and g else "" for g in first])
@@ -220,7 +221,7 @@ def side_by_side(train: pd.DataFrame, test: pd.DataFrame, specs: dict[str, tuple
 
     Args:
         train, test: ratings tables.
-        specs: ``label -> (registered model name, params)``; a label may reuse a model name
+        specs: ``label -> (registered model name, settings)``; a label may reuse a model name
             under other settings (e.g. softmax with uniform vs popularity negatives).
         movies: movies table (side features for the models that use them).
         seed: model seed.
@@ -231,7 +232,7 @@ def side_by_side(train: pd.DataFrame, test: pd.DataFrame, specs: dict[str, tuple
         One row per label: ``model`` and ``columns``.
     """
     rows = []
-    for label, (name, params) in specs.items():
-        _, result = fit_and_evaluate(name, train, test, movies=movies, seed=seed, **params)
+    for label, (name, settings) in specs.items():
+        _, result = fit_and_evaluate(name, train, test, movies=movies, seed=seed, **settings)
         rows.append({"model": label, **{c: result.metrics.get(c) for c in columns}})
     return pd.DataFrame(rows)
