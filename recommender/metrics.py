@@ -47,7 +47,7 @@ def mae(true, pred) -> float:
 def ranking_metrics(recommended: np.ndarray, relevant: sp.csr_matrix, k: int = 10) -> dict:
     """Per-user precision, recall, NDCG, MAP and HR at ``k``.
 
-    Definitions (``shared/benchmarks/README.md``): precision = hits / k; recall = hits /
+    Definitions (``docs/protocol.md``): precision = hits / k; recall = hits /
     |relevant|; NDCG with binary gains, discount 1/log2(rank + 1) and ideal DCG over
     min(k, |relevant|); MAP = sum of precision@rank at each hit rank / min(k, |relevant|);
     HR = 1 if any hit. Rows of ``recommended`` pair with rows of ``relevant``; users with no
@@ -164,7 +164,7 @@ def factorized_top_k_accuracy(score_fn: ScoreFn, users: np.ndarray, items: np.nd
 
     The share of test pairs ``(user, item)`` whose item is among the user's top K over the
     whole catalogue; seen movies are *not* excluded (that is how TFRS computes it, and how the
-    figures of seed 001 were made). A pair counts as in the top K when fewer than K items
+    figures of the multitask origin system were made). A pair counts as in the top K when fewer than K items
     score strictly higher than it.
     """
     users = np.asarray(users, np.int64)

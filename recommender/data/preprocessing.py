@@ -149,7 +149,7 @@ def filter_min_counts(ratings: pd.DataFrame, min_user: int = 1, min_movie: int =
 
 @dataclass
 class RatingsMatrix:
-    """The dense ratings matrix of seed 003: rows movies, columns users, with its mask.
+    """The dense ratings matrix of Cinematch (origin 003): rows movies, columns users, with its mask.
 
     ``Y[i, j]`` is user j's rating of movie i (0 where unrated); ``R`` is 1 where rated.
     """
@@ -172,7 +172,7 @@ class RatingsMatrix:
 
 def ratings_matrix(ratings: pd.DataFrame, n_movies: int = 10_000,
                    n_users: int = 5_000) -> RatingsMatrix:
-    """Seed 003's matrix: the ``n_movies`` most-rated movies x the ``n_users`` most active users.
+    """Cinematch's matrix: the ``n_movies`` most-rated movies x the ``n_users`` most active users.
 
     Capped by what exists; ties in activity are broken by ascending id so the result is stable.
     """

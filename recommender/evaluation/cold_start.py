@@ -26,7 +26,7 @@ __all__ = ["RandomOrder", "item_cold_start", "user_cold_start", "cold_start_tabl
            "LIGHTFM_REFERENCE"]
 
 # The item cold-start protocol's reference rows, measured on ml-latest-small with the split of
-# ``cold_start_table``'s defaults (issue 11): LightFM with 64 components, 30 epochs, item
+# ``cold_start_table``'s defaults: LightFM with 64 components, 30 epochs, item
 # features = TF-IDF of genres, release decade, title words and tags.
 LIGHTFM_REFERENCE = pd.DataFrame([
     {"model": "LightFM, BPR loss (reference)", "auc": 0.791, "ndcg@10": np.nan},

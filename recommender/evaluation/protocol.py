@@ -1,4 +1,4 @@
-"""The evaluation protocol of ``shared/benchmarks/README.md``, in one place.
+"""The benchmark protocol (``docs/protocol.md``), in one place.
 
 Rating prediction: RMSE and MAE over every test pair (unknown users or movies fall back inside
 the model). Top-N at K: candidates are the train movies minus the user's train movies; relevant

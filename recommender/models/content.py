@@ -1,4 +1,5 @@
-"""Content-based filtering (seed 004): movies described by what they are, not by who watched.
+"""Content-based filtering (the recommender-systems overview, origin 004): movies described by
+what they are, not by who watched them.
 
 A movie's vector is :func:`recommender.preprocessing.content_features` (genres, release
 decade, title words, tags and their count, and an overview or plot text column when the movies

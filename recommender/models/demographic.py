@@ -1,5 +1,6 @@
-"""Seed 004's demographic filtering: every user gets the best-rated movies, with the IMDB
-weighted rating so that a movie rated 5 by two people does not top the chart.
+"""Demographic filtering (the recommender-systems overview, origin 004): every user gets the
+best-rated movies, by the IMDB weighted rating so that a movie rated 5 by two people does not
+top the chart.
 
 ``WR = v / (v + m) * R + m / (v + m) * C``: ``R`` is the movie's mean rating, ``v`` its
 number of ratings, ``C`` the mean of all movies' mean ratings and ``m`` the ``quantile`` of
@@ -42,7 +43,7 @@ def weighted_chart(ratings: pd.DataFrame, movies: pd.DataFrame | None = None,
                    quantile: float = 0.9, genre: str | None = None,
                    top: int | None = 10) -> pd.DataFrame:
     """The weighted-rating chart, overall or within one genre (``C`` and ``m`` recomputed
-    over that genre's movies, as seed 004's per-genre charts do).
+    over that genre's movies, as the origin system's per-genre charts do).
 
     Args:
         ratings: a ratings table.
