@@ -9,7 +9,30 @@ from recommender.data.preprocessing import Interactions
 from recommender.models.base import Context, Recommender
 from recommender.models.settings import Settings
 
-__all__ = ["GlobalMean", "Biases", "BiasesSettings", "Popularity"]
+__all__ = ["GlobalMean", "Biases", "BiasesSettings", "Popularity", "SameForEveryone"]
+
+
+class SameForEveryone(Recommender):
+    """Base of the models that rank every user alike, by one score per movie.
+
+    A subclass sets :attr:`item_scores` in ``_fit`` (and saves it), and may set
+    :attr:`unknown_score`, the score of a movie outside train when folding in.
+    """
+
+    folds_in = True
+    item_scores: np.ndarray
+    unknown_score = 0.0
+
+    def _score(self, user_index):
+        return np.broadcast_to(self.item_scores, (len(user_index), self.n_items))
+
+    def _shared_scores(self):
+        return self.item_scores
+
+    def _score_history(self, ratings, movie_ids, user_ids):
+        """The same scores for a new user as for everyone."""
+        scores = self._pick(self.item_scores, movie_ids, self.unknown_score)
+        return np.repeat(scores[None], ratings.shape[0], 0)
 
 
 class GlobalMean(Recommender):
@@ -39,7 +62,7 @@ class BiasesSettings(Settings):
     epochs: int = Field(10, ge=1, description="alternating sweeps over both biases")
 
 
-class Biases(Recommender):
+class Biases(SameForEveryone):
     """Global mean + user bias + movie bias, fitted by regularised alternating least squares.
 
     The estimator of Surprise's ``BaselineOnly`` (Koren 2010, eq. 2-3): each sweep sets
@@ -50,7 +73,6 @@ class Biases(Recommender):
     name = "baseline"
     Settings = BiasesSettings
     predicts_ratings = True
-    folds_in = True
 
     def _fit(self, data: Interactions, context: Context) -> None:
         u, i, r = data.user_index, data.item_index, data.rating.astype(np.float64)
@@ -62,51 +84,35 @@ class Biases(Recommender):
         for _ in range(s.epochs):
             bi = np.bincount(i, dev - bu[u], data.n_items) / (s.reg_item + n_i)
             bu = np.bincount(u, dev - bi[i], data.n_users) / (s.reg_user + n_u)
-        self.user_bias, self.item_bias = bu.astype(np.float32), bi.astype(np.float32)
+        self.user_bias, self.item_scores = bu.astype(np.float32), bi.astype(np.float32)
+
+    @property
+    def item_bias(self) -> np.ndarray:
+        """The movie biases ``b_i`` (what it ranks by)."""
+        return self.item_scores
 
     def _predict(self, user_index, item_index):
         bu = np.where(user_index >= 0, self.user_bias[user_index], 0.0)
         bi = np.where(item_index >= 0, self.item_bias[item_index], 0.0)
         return self.global_mean + bu + bi
 
-    def _score(self, user_index):
-        return np.broadcast_to(self.item_bias, (len(user_index), self.n_items))
-
-    def _shared_scores(self):
-        return self.item_bias
-
-    def _score_history(self, ratings, movie_ids, user_ids):
-        """The same movie biases for everyone; a movie outside train has none (0)."""
-        return np.repeat(self._pick(self.item_bias, movie_ids, 0.0)[None], ratings.shape[0], 0)
-
     def _state(self):
         return {"user_bias": self.user_bias, "item_bias": self.item_bias}
 
     def _set_state(self, arrays):
-        self.user_bias, self.item_bias = arrays["user_bias"], arrays["item_bias"]
+        self.user_bias, self.item_scores = arrays["user_bias"], arrays["item_bias"]
 
 
-class Popularity(Recommender):
+class Popularity(SameForEveryone):
     """Scores a movie by its number of train ratings (ties: ascending movieId)."""
 
     name = "popularity"
-    folds_in = True
 
     def _fit(self, data: Interactions, context: Context) -> None:
-        self.counts = data.item_counts().astype(np.float32)
-
-    def _score(self, user_index):
-        return np.broadcast_to(self.counts, (len(user_index), self.n_items))
-
-    def _shared_scores(self):
-        return self.counts
-
-    def _score_history(self, ratings, movie_ids, user_ids):
-        """Train counts; a movie outside train has none (0)."""
-        return np.repeat(self._pick(self.counts, movie_ids, 0.0)[None], ratings.shape[0], 0)
+        self.item_scores = data.item_counts().astype(np.float32)
 
     def _state(self):
-        return {"counts": self.counts}
+        return {"counts": self.item_scores}
 
     def _set_state(self, arrays):
-        self.counts = arrays["counts"]
+        self.item_scores = arrays["counts"]

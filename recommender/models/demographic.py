@@ -15,7 +15,8 @@ from pydantic import Field
 
 from recommender.core.errors import DataError, SettingError
 from recommender.data.preprocessing import Interactions
-from recommender.models.base import Context, Recommender
+from recommender.models.base import Context
+from recommender.models.baselines import SameForEveryone
 from recommender.models.settings import Settings
 
 __all__ = ["WeightedPopularity", "WeightedPopularitySettings", "weighted_rating",
@@ -87,36 +88,25 @@ class WeightedPopularitySettings(Settings):
                             "halfway to the mean, is this quantile of the movies' counts")
 
 
-class WeightedPopularity(Recommender):
+class WeightedPopularity(SameForEveryone):
     """Ranks every movie by its weighted rating over the train ratings; the same list for
     everyone (demographic filtering). Movies outside train score ``C`` (no votes)."""
 
     name = "weighted-popularity"
     Settings = WeightedPopularitySettings
-    folds_in = True
 
     def _fit(self, data: Interactions, context: Context) -> None:
         votes = data.item_counts()
         sums = np.bincount(data.item_index, data.rating.astype(np.float64), data.n_items)
         mean = sums / np.maximum(votes, 1)
         self.m = float(np.quantile(votes, self.settings.quantile))
-        self.c = float(mean.mean())
-        self.weighted = weighted_rating(votes, mean, self.m, self.c).astype(np.float32)
-
-    def _score(self, user_index):
-        return np.broadcast_to(self.weighted, (len(user_index), self.n_items))
-
-    def _shared_scores(self):
-        return self.weighted
-
-    def _score_history(self, ratings, movie_ids, user_ids):
-        """The same chart for a new user; a movie outside train has no votes: ``C``."""
-        return np.repeat(self._pick(self.weighted, movie_ids, self.c)[None], ratings.shape[0],
-                         0)
+        self.c = self.unknown_score = float(mean.mean())  # no votes: the prior mean C
+        self.item_scores = weighted_rating(votes, mean, self.m, self.c).astype(np.float32)
 
     def _state(self):
-        return {"weighted": self.weighted, "m_c": np.array([self.m, self.c])}
+        return {"weighted": self.item_scores, "m_c": np.array([self.m, self.c])}
 
     def _set_state(self, arrays):
-        self.weighted = arrays["weighted"]
+        self.item_scores = arrays["weighted"]
         self.m, self.c = (float(x) for x in arrays["m_c"])
+        self.unknown_score = self.c

@@ -14,7 +14,7 @@ Every random draw comes from a generator the model seeds, so equal seeds give eq
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Literal
 
 import numpy as np
 import scipy.sparse as sp
@@ -22,14 +22,19 @@ import tensorflow as tf
 
 from recommender.core.errors import SettingError
 
-__all__ = ["MASKED_LOGIT", "SAMPLED_LOSSES", "sampling_distribution", "negative_distribution",
+__all__ = ["MASKED_LOGIT", "SoftmaxLoss", "LOSS_HELP", "SAMPLED_LOSSES", "sampling_distribution", "negative_distribution",
            "sample_negatives", "remove_accidental_hits", "logq_correction", "flat_history",
            "TargetSampler", "variable", "dense_layers", "mlp", "mlp_numpy",
            "named_variables", "full_softmax_loss", "multinomial_loss", "sampled_softmax_loss",
            "in_batch_softmax_loss"]
 
 MASKED_LOGIT = -1e9  # logit of a masked candidate: exp() underflows to 0 without NaN gradients
-# Losses that draw negatives from ``q`` (``sampled-*``) or take them from the batch.
+# The losses of a softmax over the catalogue: exact (``full``), over negatives drawn from
+# ``q`` (``sampled-*``) or taken from the batch (``in-batch``), or none (``positives-only``).
+SoftmaxLoss = Literal["full", "sampled-uniform", "sampled-popularity", "in-batch",
+                      "positives-only"]
+LOSS_HELP = ("softmax over the whole catalogue, over sampled or in-batch negatives, or "
+             "sigmoid on the positives alone")
 SAMPLED_LOSSES = ("sampled-uniform", "sampled-popularity", "in-batch")
 
 

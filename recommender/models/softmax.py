@@ -32,7 +32,7 @@ from pydantic import Field
 
 from recommender.data.preprocessing import genre_matrix
 from recommender.models.ease import ease_inputs, ease_weights
-from recommender.models.neural import (MASKED_LOGIT, TargetSampler, dense_layers, flat_history,
+from recommender.models.neural import (LOSS_HELP, SoftmaxLoss, MASKED_LOGIT, TargetSampler, dense_layers, flat_history,
                                        full_softmax_loss, mlp, sampled_softmax_loss, variable)
 from recommender.models.settings import Sizes
 from recommender.models.tower import TowerModel, TowerSettings, ndcg_validation
@@ -40,14 +40,10 @@ from recommender.models.training import History
 
 __all__ = ["Softmax", "SoftmaxSettings"]
 
-Loss = Literal["full", "sampled-uniform", "sampled-popularity", "in-batch", "positives-only"]
-
-
 class SoftmaxSettings(TowerSettings):
     """Settings of :class:`Softmax`."""
 
-    loss: Loss = Field("full", description="softmax over the whole catalogue, over sampled or "
-                       "in-batch negatives, or sigmoid on the positives alone")
+    loss: SoftmaxLoss = Field("full", description=LOSS_HELP)
     dim: int = Field(128, ge=1, description="dimension of psi(x) and of the item vectors")
     hidden: Sizes = Field((256,), description="ReLU layer sizes of the query tower")
     tied: bool = Field(False, description="input and output item embeddings are one table")

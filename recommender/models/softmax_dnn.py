@@ -12,7 +12,6 @@ forward pass (it folds in). Settings and measurements: ``docs/models/softmax-dnn
 
 from __future__ import annotations
 
-from typing import Literal
 
 import numpy as np
 import scipy.sparse as sp
@@ -20,7 +19,7 @@ import tensorflow as tf
 from pydantic import Field
 
 from recommender.models.ease import ease_inputs
-from recommender.models.neural import (SAMPLED_LOSSES, dense_layers, flat_history, mlp,
+from recommender.models.neural import (LOSS_HELP, SoftmaxLoss, SAMPLED_LOSSES, dense_layers, flat_history, mlp,
                                        multinomial_loss, negative_distribution,
                                        logq_correction, remove_accidental_hits,
                                        sample_negatives, sampled_softmax_loss, variable)
@@ -30,14 +29,10 @@ from recommender.models.training import History
 
 __all__ = ["SoftmaxDNN", "SoftmaxDNNSettings"]
 
-Loss = Literal["full", "sampled-uniform", "sampled-popularity", "in-batch", "positives-only"]
-
-
 class SoftmaxDNNSettings(TowerSettings):
     """Settings of :class:`SoftmaxDNN`."""
 
-    loss: Loss = Field("full", description="softmax over the whole catalogue, over sampled or "
-                       "in-batch negatives, or sigmoid on the positives alone")
+    loss: SoftmaxLoss = Field("full", description=LOSS_HELP)
     hidden: Sizes = Field((600,), description="tanh layer sizes of the query tower")
     dropout: float = Field(0.3, ge=0, lt=1, description="share of input movies dropped per step")
     rating_weight: float = Field(1.0, ge=0, description="weight of a rating's distance from "
