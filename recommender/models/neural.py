@@ -20,12 +20,15 @@ import numpy as np
 import scipy.sparse as sp
 import tensorflow as tf
 
-from recommender.core.errors import SettingError
+from pydantic import Field
 
-__all__ = ["MASKED_LOGIT", "SoftmaxLoss", "LOSS_HELP", "SAMPLED_LOSSES", "sampling_distribution", "negative_distribution",
+from recommender.core.errors import SettingError
+from recommender.models.settings import TowerSettings
+
+__all__ = ["MASKED_LOGIT", "SoftmaxLoss", "LOSS_HELP", "SAMPLED_LOSSES", "HistorySoftmaxSettings", "sampling_distribution", "negative_distribution",
            "sample_negatives", "remove_accidental_hits", "logq_correction", "flat_history",
            "TargetSampler", "variable", "dense_layers", "mlp", "mlp_numpy",
-           "named_variables", "full_softmax_loss", "multinomial_loss", "sampled_softmax_loss",
+           "full_softmax_loss", "multinomial_loss", "sampled_softmax_loss",
            "in_batch_softmax_loss"]
 
 MASKED_LOGIT = -1e9  # logit of a masked candidate: exp() underflows to 0 without NaN gradients
@@ -36,6 +39,14 @@ SoftmaxLoss = Literal["full", "sampled-uniform", "sampled-popularity", "in-batch
 LOSS_HELP = ("softmax over the whole catalogue, over sampled or in-batch negatives, or "
              "sigmoid on the positives alone")
 SAMPLED_LOSSES = ("sampled-uniform", "sampled-popularity", "in-batch")
+
+
+class HistorySoftmaxSettings(TowerSettings):
+    """Settings of a softmax over the catalogue trained from users' histories."""
+
+    loss: SoftmaxLoss = Field("full", description=LOSS_HELP)
+    num_negatives: int = Field(1024, ge=1, description="negatives per batch of a sampled loss")
+    epochs: int = Field(200, ge=1, description="most epochs; early stopping picks the count")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -264,21 +275,6 @@ def mlp_numpy(x: np.ndarray, layers: list[tuple[np.ndarray, np.ndarray]]) -> np.
         x = x @ kernel + bias
         x = np.maximum(x, 0.0) if n < len(layers) - 1 else x
     return x
-
-
-def named_variables(module: tf.Module) -> dict[str, tf.Variable]:
-    """Every trainable variable of ``module`` under its name (``name:0`` without ``:0``).
-
-    Raises:
-        ValueError: two variables share a name (they could not be saved apart).
-    """
-    named: dict[str, tf.Variable] = {}
-    for variable in module.trainable_variables:
-        key = variable.name.split(":")[0]
-        if key in named:
-            raise ValueError(f"two variables are named {key!r}; name every variable apart")
-        named[key] = variable
-    return named
 
 
 # ---------------------------------------------------------------------------------------------

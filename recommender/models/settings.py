@@ -13,11 +13,11 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal, get_args, get_origin
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from recommender.core.errors import SettingError
 
-__all__ = ["Settings", "Sizes", "NoSettings"]
+__all__ = ["Settings", "Sizes", "NoSettings", "TowerSettings"]
 
 
 def _as_tuple(value: Any) -> Any:
@@ -74,9 +74,12 @@ class Settings(BaseModel):
     def describe(cls) -> list[dict[str, str]]:
         """One row per setting, the model's own first: ``name``, ``type``, ``default`` and
         ``help`` (with the allowed values of a choice), for ``recommender models NAME``."""
-        own = [name for name in cls.__annotations__ if name in cls.model_fields]
+        order: list[str] = []  # the model's own settings first, then its bases', in turn
+        for klass in cls.__mro__:
+            order += [name for name in vars(klass).get("__annotations__", {})
+                      if name in cls.model_fields and name not in order]
         rows = []
-        for name in own + [name for name in cls.model_fields if name not in own]:
+        for name in order:
             field = cls.model_fields[name]
             kind, help_text = getattr(field.annotation, "__name__", "value"), field.description
             if get_origin(field.annotation) is Literal:
@@ -93,6 +96,20 @@ class Settings(BaseModel):
 
 class NoSettings(Settings):
     """Settings of a model that has none."""
+
+
+class TowerSettings(Settings):
+    """The training settings every model of the shared loop has."""
+
+    epochs: int = Field(30, ge=1, description="most epochs; early stopping picks the count")
+    batch_size: int = Field(1024, ge=1, description="examples per step")
+    learning_rate: float = Field(1e-3, gt=0, description="Adam's step size")
+    patience: int = Field(3, ge=1, description="epochs without a better validation metric "
+                          "before stopping")
+    validation: float = Field(0.1, ge=0, lt=1, description="share of train held out to early-"
+                              "stop on (0: none, train every epoch)")
+    refit: bool = Field(True, description="retrain on all of train for the best epoch count")
+    progress: bool = Field(False, description="show a progress bar per epoch")
 
 
 def _is_sequence(cls: type[Settings], key: str) -> bool:

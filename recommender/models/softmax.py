@@ -32,18 +32,17 @@ from pydantic import Field
 
 from recommender.data.preprocessing import genre_matrix
 from recommender.models.ease import ease_inputs, ease_weights
-from recommender.models.neural import (LOSS_HELP, SoftmaxLoss, MASKED_LOGIT, TargetSampler, dense_layers, flat_history,
+from recommender.models.neural import (HistorySoftmaxSettings, MASKED_LOGIT, TargetSampler, dense_layers, flat_history,
                                        full_softmax_loss, mlp, sampled_softmax_loss, variable)
 from recommender.models.settings import Sizes
-from recommender.models.tower import TowerModel, TowerSettings, ndcg_validation
+from recommender.models.tower import TowerModel, ndcg_validation
 from recommender.models.training import History
 
 __all__ = ["Softmax", "SoftmaxSettings"]
 
-class SoftmaxSettings(TowerSettings):
+class SoftmaxSettings(HistorySoftmaxSettings):
     """Settings of :class:`Softmax`."""
 
-    loss: SoftmaxLoss = Field("full", description=LOSS_HELP)
     dim: int = Field(128, ge=1, description="dimension of psi(x) and of the item vectors")
     hidden: Sizes = Field((256,), description="ReLU layer sizes of the query tower")
     tied: bool = Field(False, description="input and output item embeddings are one table")
@@ -55,9 +54,7 @@ class SoftmaxSettings(TowerSettings):
     target_fraction: float = Field(0.2, gt=0, lt=1, description="share of a history held out "
                                    "as targets each epoch")
     max_targets: int = Field(32, ge=1, description="most targets per user and epoch")
-    num_negatives: int = Field(1024, ge=1, description="negatives per batch of a sampled loss")
     l2: float = Field(0.0, ge=0, description="L2 weight on every variable")
-    epochs: int = Field(200, ge=1, description="most epochs; early stopping picks the count")
     batch_size: int = Field(64, ge=1, description="users per step")
     patience: int = Field(5, ge=1, description="epochs without a better validation NDCG@10 "
                           "before stopping")

@@ -12,34 +12,30 @@ forward pass (it folds in). Settings and measurements: ``docs/models/softmax-dnn
 
 from __future__ import annotations
 
-
 import numpy as np
 import scipy.sparse as sp
 import tensorflow as tf
 from pydantic import Field
 
 from recommender.models.ease import ease_inputs
-from recommender.models.neural import (LOSS_HELP, SoftmaxLoss, SAMPLED_LOSSES, dense_layers, flat_history, mlp,
+from recommender.models.neural import (HistorySoftmaxSettings, SAMPLED_LOSSES, dense_layers, flat_history, mlp,
                                        multinomial_loss, negative_distribution,
                                        logq_correction, remove_accidental_hits,
                                        sample_negatives, sampled_softmax_loss, variable)
 from recommender.models.settings import Sizes
-from recommender.models.tower import TowerModel, TowerSettings, ndcg_validation
+from recommender.models.tower import TowerModel, ndcg_validation
 from recommender.models.training import History
 
 __all__ = ["SoftmaxDNN", "SoftmaxDNNSettings"]
 
-class SoftmaxDNNSettings(TowerSettings):
+class SoftmaxDNNSettings(HistorySoftmaxSettings):
     """Settings of :class:`SoftmaxDNN`."""
 
-    loss: SoftmaxLoss = Field("full", description=LOSS_HELP)
     hidden: Sizes = Field((600,), description="tanh layer sizes of the query tower")
     dropout: float = Field(0.3, ge=0, lt=1, description="share of input movies dropped per step")
     rating_weight: float = Field(1.0, ge=0, description="weight of a rating's distance from "
                                  "the user's mean in input and target (0: binary)")
     l2: float = Field(0.0, ge=0, description="L2 weight on the kernels and item vectors")
-    num_negatives: int = Field(1024, ge=1, description="negatives per batch of a sampled loss")
-    epochs: int = Field(200, ge=1, description="most epochs; early stopping picks the count")
     batch_size: int = Field(128, ge=1, description="users per step")
     patience: int = Field(10, ge=1, description="epochs without a better validation NDCG@10 "
                           "before stopping")

@@ -21,31 +21,16 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 import tensorflow as tf
-from pydantic import Field
 
 from recommender import metrics, topk
 from recommender.data.preprocessing import Interactions
 from recommender.data.splits import validation_split
 from recommender.models.base import Context, Recommender
-from recommender.models.neural import named_variables
-from recommender.models.settings import Settings
+from recommender.models.settings import TowerSettings
 from recommender.models.training import History, TrainConfig, fit_loop, strategy
 
-__all__ = ["TowerModel", "TowerSettings", "holdout_matrix", "liked_rows", "ndcg_validation"]
-
-
-class TowerSettings(Settings):
-    """The training settings every model of the shared loop has."""
-
-    epochs: int = Field(30, ge=1, description="most epochs; early stopping picks the count")
-    batch_size: int = Field(1024, ge=1, description="examples per step")
-    learning_rate: float = Field(1e-3, gt=0, description="Adam's step size")
-    patience: int = Field(3, ge=1, description="epochs without a better validation metric "
-                          "before stopping")
-    validation: float = Field(0.1, ge=0, lt=1, description="share of train held out to early-"
-                              "stop on (0: none, train every epoch)")
-    refit: bool = Field(True, description="retrain on all of train for the best epoch count")
-    progress: bool = Field(False, description="show a progress bar per epoch")
+__all__ = ["TowerModel", "TowerSettings", "holdout_matrix", "liked_rows", "ndcg_validation",
+           "named_variables"]
 
 
 class TowerModel(Recommender):
@@ -153,6 +138,21 @@ class TowerModel(Recommender):
 
     def _restore(self, arrays: dict[str, np.ndarray]) -> None:
         """Set what :meth:`_arrays` saved, before :meth:`_build` makes the variables."""
+
+
+def named_variables(module: tf.Module) -> dict[str, tf.Variable]:
+    """Every trainable variable of ``module`` under its name (``name:0`` without ``:0``).
+
+    Raises:
+        ValueError: two variables share a name (they could not be saved apart).
+    """
+    named: dict[str, tf.Variable] = {}
+    for variable in module.trainable_variables:
+        key = variable.name.split(":")[0]
+        if key in named:
+            raise ValueError(f"two variables are named {key!r}; name every variable apart")
+        named[key] = variable
+    return named
 
 
 def holdout_matrix(ratings: sp.csr_matrix, fraction: float,
