@@ -2,8 +2,8 @@
 
 A user is known by ratings: the dataset's, plus those given through the API (kept in the
 :class:`~recommender.serve.store.RatingsStore`, which win over the dataset's for the same
-movie). Lists come from the item-based model by fold-in (``model.fold_in``), so a new rating
-changes the next list at once, without retraining; predicted ratings come from the rating
+movie). Lists come from the item-based model by fold-in (``model.score_history``), so a new
+rating changes the next list at once, without retraining; predicted ratings come from the rating
 model plus the user's shrunk mean residual on ratings it has not seen (for the ``baseline``
 model that is exactly one ALS step of the user bias).
 """
@@ -28,7 +28,6 @@ import scipy.sparse as sp
 from recommender.data.releases import MovieLens
 from recommender.core.errors import DataError
 from recommender.models import Recommender, load_model, make_model, model_class
-from recommender.models.baselines import EASE, ease_inputs
 from recommender.serve.store import RatingsStore, StoredRating
 
 __all__ = ["ServeConfig", "Catalogue", "Service", "History", "ListCache", "NotFound", "Invalid",
@@ -315,7 +314,7 @@ def load_models(names: list[str], data: MovieLens, artifacts: Path | None, stric
 
 def _check_roles(lists: type[Recommender], ratings: type[Recommender]) -> None:
     """Lists need a model that folds in new users; predictions need a rating model."""
-    if lists._fold_in is Recommender._fold_in:
+    if not lists.folds_in:
         raise Invalid(f"{lists.name} cannot score users outside its training data; lists need "
                       f"a model that folds in (ease-rated, ease, popularity, baseline)")
     if not ratings.predicts_ratings:
@@ -447,22 +446,15 @@ class Service:
                              shape=(1, self.list_model.n_items))
 
     def top(self, history: History, n: int) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray]:
-        """The item-based part of a recommendation: the user's row as the list model takes it
-        (EASE: its weighted inputs, else the ratings), the model's scores over its train
-        movies, and the ``n`` best unrated columns. A user the model knows nothing about gets
-        the most rated movies (``row.nnz == 0``)."""
-        model = self.list_model
+        """The item-based part of a recommendation: the user's ratings row over the list
+        model's train movies, the model's scores for it, and the ``n`` best unrated columns.
+        A user the model knows nothing about gets the most rated movies (``row.nnz == 0``)."""
         row = self._encoded(history)
-        # The hooks of Recommender.fold_in, given the row already encoded (fold_in itself
-        # would rebuild it from a DataFrame: a third of the time of a request); EASE's
-        # weighted row is kept for the reasons.
         if row.nnz == 0:
             scores = self._popularity.copy()
-        elif isinstance(model, EASE):
-            row = ease_inputs(row, model.params["rating_weight"])
-            scores = model.score_inputs(row)[0]
-        else:  # a copy: _ranked writes into it, and a model may answer with its own array
-            scores = np.array(model._fold_in(row, model.items.ids)[0])
+        else:  # score_history, not fold_in: the row is already encoded (a DataFrame would
+            # cost a third of a request); its answer is a new array, which _ranked may write
+            scores = self.list_model.score_history(row, user_ids=[history.user_id])[0]
         return row, scores, self._ranked(scores, row.indices, n)
 
     def recommend(self, user_id: int, n: int, stored: list[StoredRating] | None = None
@@ -473,7 +465,7 @@ class Service:
         model, c = self.list_model, self.catalogue
         row, scores, top = self.top(history, n)
         default = "among the most rated movies" if row.nnz == 0 else f"ranked by {model.name}"
-        because = self._because(row, top)
+        because = model.explain(row, top)
         predicted = self.predicted(history, model.items.decode(top)).tolist()
         because_ids = model.items.ids[np.maximum(because, 0)]
         rated_as = np.zeros(len(top), np.float32)
@@ -509,23 +501,6 @@ class Service:
                           ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
         self.lists.put((user_id, n), state, body)
         return body, False
-
-    def _because(self, row: sp.csr_matrix, top: np.ndarray) -> np.ndarray:
-        """For each recommended column, the rated column that contributed most to its score
-        (EASE, given its weighted row ``x``: the largest ``x_j B[j, i]``); -1 where none did,
-        and for other models."""
-        model = self.list_model
-        none = np.full(len(top), -1)
-        if not isinstance(model, EASE) or not len(top) or not row.nnz:
-            return none
-        kept = model.kept
-        pos = np.minimum(np.searchsorted(kept, row.indices), len(kept) - 1)
-        ok = kept[pos] == row.indices
-        if not ok.any():
-            return none
-        contrib = row.data[ok, None] * model.B[np.ix_(pos[ok], np.searchsorted(kept, top))]
-        return np.where(contrib.max(axis=0) > 0, row.indices[ok][np.argmax(contrib, axis=0)],
-                        -1)
 
     def similar(self, movie_id: int, n: int) -> list[dict]:
         """Movies the list model ranks first for someone who rated only ``movie_id`` (5/5):
