@@ -7,9 +7,7 @@ need ``Authorization: Bearer <token>``.
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import secrets
 import time
 from contextlib import asynccontextmanager
@@ -30,7 +28,7 @@ from recommender.serve.schemas import (
 )
 from recommender.serve.service import Invalid, NotFound, ServeConfig, Service
 
-__all__ = ["create_app", "from_environment", "MAX_BODY_BYTES"]
+__all__ = ["create_app", "MAX_BODY_BYTES"]
 
 STATIC = Path(__file__).parent / "static"
 MAX_BODY_BYTES = 64 * 1024
@@ -277,12 +275,3 @@ def create_app(config: ServeConfig | None = None, service: Service | None = None
 
     return app
 
-
-def from_environment() -> FastAPI:
-    """The app of one uvicorn worker process, configured by :func:`recommender.serve.server.
-    serve` through the environment (the config as JSON, the write token)."""
-    from recommender.serve.server import CONFIG_ENV_VAR, TOKEN_ENV_VAR
-
-    fields = json.loads(os.environ[CONFIG_ENV_VAR])
-    fields["artifacts"] = Path(fields["artifacts"])
-    return create_app(ServeConfig(**fields), write_token=os.environ.get(TOKEN_ENV_VAR) or None)
