@@ -386,6 +386,18 @@ class Service:
         order = np.argsort(movies, kind="stable")
         return History(user_id, movies[order], ratings[order], from_api[order])
 
+    def user_ratings(self, user_id: int) -> dict:
+        """The body of ``GET /users/{user_id}/ratings``: every rating of the user, with titles
+        and whether it came from the dataset or the API."""
+        history = self.history(user_id)
+        c = self.catalogue
+        rows = np.minimum(np.searchsorted(c.ids, history.movies), len(c) - 1)
+        ratings = [{"movie_id": int(m), "title": c.titles[i] if c.ids[i] == m else "",
+                    "rating": float(r), "source": "api" if api else "dataset"}
+                   for m, i, r, api in zip(history.movies, rows, history.ratings,
+                                           history.from_api)]
+        return {"user_id": user_id, "count": len(ratings), "ratings": ratings}
+
     def create_user(self, name: str | None, ratings: dict[int, float]) -> int:
         self._check_movies(ratings)
         user_id = self.store.create_user(name)

@@ -15,7 +15,8 @@ from recommender.data.releases import MovieLens
 from recommender.models import make_model
 from recommender.models.artifacts import FORMAT_VERSION
 from recommender.serve import RatingsStore, ServeConfig, Service, create_app
-from recommender.serve.app import MAX_BODY_BYTES, STATIC
+from recommender.serve.app import STATIC
+from recommender.serve.middleware import MAX_BODY_BYTES
 from recommender.serve.schemas import Recommendations
 from recommender.serve.server import is_loopback
 from recommender.serve.service import Catalogue, Invalid, ListCache, NotFound, load_models
