@@ -100,6 +100,12 @@ class Catalogue:
         self.titles = movies["title"].astype(str).tolist()
         self.years = [None if pd.isna(y) else int(y) for y in movies["year"]]
         self.genres = [list(g) for g in movies["genres"]]
+        self.genre_names = sorted({g for gs in self.genres for g in gs})
+        self._count(ratings)
+        self._index_titles()
+
+    def _count(self, ratings: pd.DataFrame) -> None:
+        """Each movie's number of ratings and mean rating, and the order by popularity."""
         index = np.searchsorted(self.ids, ratings["movieId"].to_numpy(np.int64))
         index = np.minimum(index, len(self.ids) - 1)
         known = self.ids[index] == ratings["movieId"].to_numpy(np.int64)
@@ -112,12 +118,17 @@ class Catalogue:
         self.by_popularity = np.lexsort((self.ids, -self.means, -self.counts))
         self.rank = np.empty(len(self.ids), np.int64)
         self.rank[self.by_popularity] = np.arange(len(self.ids))
-        self.genre_names = sorted({g for gs in self.genres for g in gs})
+
+    def _index_titles(self) -> None:
+        """The indexes of :meth:`search` and :meth:`match`.
+
+        Search: both forms of every title sorted (the titles a query starts are a range of
+        it), and one text of them, a line per movie, most rated first (the titles that
+        contain a query are found by ``str.find``, in C, from the most rated on). Match: every
+        way of writing each title, to its movies, most rated first.
+        """
         folded = [t.casefold() for t in self.titles]
         plain = [_plain(t) for t in self.titles]
-        # Search: both forms of every title sorted (the titles a query starts are a range
-        # of it), and one text of them, a line per movie, most rated first (the titles
-        # that contain a query are found by str.find, in C, from the most rated on).
         names = sorted({(name, i) for i, pair in enumerate(zip(folded, plain)) for name in pair})
         self._names = [name for name, _ in names]
         self._name_rows = np.array([i for _, i in names], np.int64)
@@ -474,25 +485,31 @@ class Service:
         """The user's top ``n`` unrated movies with predicted ratings and a reason
         (``stored``: the user's API ratings when already read)."""
         history = self.history(user_id, stored)
-        model, c = self.list_model, self.catalogue
         row, scores, top = self.top(history, n)
+        predicted = self.predicted(history, self.list_model.items.decode(top)).tolist()
+        return [{**self.catalogue.describe(self._row_of_col[col]), "score": float(scores[col]),
+                 "predicted_rating": round(rating, 2), "reason": reason,
+                 "because_movie_id": because_id}
+                for col, rating, (reason, because_id) in zip(
+                    top.tolist(), predicted, self._reasons(history, row, top))]
+
+    def _reasons(self, history: History, row: sp.csr_matrix, top: np.ndarray
+                 ) -> list[tuple[str, int | None]]:
+        """Why each column of ``top`` is on the list, and the movie id behind it: the rated
+        movie that contributed most to its score (:meth:`Recommender.explain`) with the
+        user's stars, else the ranking itself."""
+        model = self.list_model
         default = "among the most rated movies" if row.nnz == 0 else f"ranked by {model.name}"
         because = model.explain(row, top)
-        predicted = self.predicted(history, model.items.decode(top)).tolist()
         because_ids = model.items.ids[np.maximum(because, 0)]
         rated_as = np.zeros(len(top), np.float32)
         rated_as[because >= 0] = history.ratings[np.searchsorted(history.movies,
                                                                  because_ids[because >= 0])]
-        out = []
-        for col, rating, source, because_id, stars in zip(
-                top.tolist(), predicted, because.tolist(), because_ids.tolist(),
-                rated_as.tolist()):
-            reason = (f"because you rated {c.titles[self._row_of_col[source]]} {stars:g}/5"
-                      if source >= 0 else default)
-            out.append({**c.describe(self._row_of_col[col]), "score": float(scores[col]),
-                        "predicted_rating": round(rating, 2), "reason": reason,
-                        "because_movie_id": because_id if source >= 0 else None})
-        return out
+        titles = self.catalogue.titles
+        return [(f"because you rated {titles[self._row_of_col[source]]} {stars:g}/5", because_id)
+                if source >= 0 else (default, None)
+                for source, because_id, stars in zip(because.tolist(), because_ids.tolist(),
+                                                     rated_as.tolist())]
 
     def recommendations(self, user_id: int, n: int) -> tuple[bytes, bool]:
         """The JSON body of ``GET /recommend/{user_id}?top_n=n`` (seed 001's shape plus the
