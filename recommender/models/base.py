@@ -141,7 +141,13 @@ class Recommender:
     # -- answering -------------------------------------------------------------------------
 
     @property
+    def n_users(self) -> int:
+        """Users in the training data."""
+        return len(self.users)
+
+    @property
     def n_items(self) -> int:
+        """Movies in the training data (the train catalogue)."""
         return len(self.items)
 
     def _check_fitted(self) -> None:
@@ -189,7 +195,8 @@ class Recommender:
 
     def _score_factors(self) -> tuple[np.ndarray, np.ndarray] | None:
         """``(user_table, item_table)`` when every score is the product
-        ``user_table[u] @ item_table`` (float32), else ``None``.
+        ``user_table[u] @ item_table`` (float32; ``(n_users, d)`` and ``(d, n_items)``), else
+        ``None``.
 
         Models that score so (the factor models) return them, so that :meth:`top_k` scores
         and selects batches on every core (:func:`recommender.topk.top_k_product`).

@@ -1,7 +1,7 @@
 """Content-based filtering (the recommender-systems overview, origin 004): movies described by
 what they are, not by who watched them.
 
-A movie's vector is :func:`recommender.preprocessing.content_features` (genres, release
+A movie's vector is :func:`recommender.data.preprocessing.content_features` (genres, release
 decade, title words, tags and their count, and an overview or plot text column when the movies
 table has one; each block L2-normalised) with each block weighted by a parameter, then
 L2-normalised, so a dot product is the cosine similarity of two movies.
@@ -95,7 +95,7 @@ class Content(Recommender):
 
     def movie_vectors(self, movies: pd.DataFrame, catalogue: IdEncoder,
                       tags: pd.DataFrame | None) -> sp.csr_matrix:
-        """Unit-length rows of :func:`preprocessing.content_features` for ``catalogue``, each
+        """Unit-length rows of :func:`~recommender.data.preprocessing.content_features` for ``catalogue``, each
         block weighted by its setting (movies absent from ``movies`` get an empty row)."""
         features, names = content_features(movies, catalogue.ids, tags,
                                            max_words=self.settings.max_features)

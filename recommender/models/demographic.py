@@ -52,7 +52,7 @@ def weighted_chart(ratings: pd.DataFrame, movies: pd.DataFrame | None = None,
         quantile: ``m`` is this quantile of the movies' vote counts, in [0, 1].
         genre: restrict to movies listing this genre.
         top: rows kept (None: all), best first; movies with fewer than ``m`` votes are left
-            out of a chart, as in the seed.
+            out of a chart, as in the origin system.
 
     Returns:
         ``movieId, [title,] votes, mean, weighted`` with ``m`` and ``C`` in ``attrs``.

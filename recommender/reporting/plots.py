@@ -1,7 +1,7 @@
 """The figures the notebooks show, one function each, returning the matplotlib Figure.
 
 Functions take plain tables or arrays so they work for any dataset or model, and never save
-anything themselves (notebooks call :func:`recommender.reports.save_figure`).
+anything themselves (notebooks call :func:`recommender.reporting.records.save_figure`).
 """
 
 from __future__ import annotations
