@@ -2,7 +2,9 @@
 table for notebook 05.
 
 - :func:`method_comparison`: the feature-embedding model's ways to recommend (its P(watched)
-  network, the density method) side by side on the same cold movies.
+  network, the density method) side by side on the same cold movies;
+- :func:`pair_similarity`: the tag-text model's cosine between user and movie texts for rated
+  pairs, to compare liked with disliked pairs.
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ import pandas as pd
 from recommender.data.preprocessing import Interactions
 from recommender.evaluation.cold_start import item_cold_start
 from recommender.models.feature_embedding import FeatureEmbedding, Method
+from recommender.models.tag_text import TagText
 
-__all__ = ["method_comparison"]
+__all__ = ["method_comparison", "pair_similarity"]
 
 
 class _ByMethod:
@@ -53,3 +56,24 @@ def method_comparison(model: FeatureEmbedding, train: pd.DataFrame, test: pd.Dat
             for method in methods]
     return pd.DataFrame(rows).set_index("method")
 
+
+def pair_similarity(model: TagText, history: pd.DataFrame, pairs: pd.DataFrame) -> pd.DataFrame:
+    """Cosine similarity of user and movie texts for rated pairs, to plot liked vs disliked.
+
+    Args:
+        model: a fitted :class:`TagText`.
+        history: the ratings users are known by (their texts are built from it; e.g. train).
+        pairs: ``userId, movieId, rating`` to score (e.g. test); users absent from
+            ``history`` have an empty text and are dropped.
+
+    Returns:
+        ``pairs`` with ``similarity`` and ``liked`` (rating >= the model's ``like``).
+    """
+    pairs = pairs[pairs["userId"].isin(history["userId"])]
+    movies = np.unique(pairs["movieId"])
+    scores = model.fold_in(history[history["userId"].isin(pairs["userId"])], movies)
+    users = np.unique(pairs["userId"])
+    similarity = scores[np.searchsorted(users, pairs["userId"]),
+                        np.searchsorted(movies, pairs["movieId"])]
+    return pairs.assign(similarity=similarity,
+                        liked=pairs["rating"].to_numpy() >= model.settings.like)
