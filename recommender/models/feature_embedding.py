@@ -57,7 +57,8 @@ from recommender.data.preprocessing import (IdEncoder, Interactions, content_fea
 from recommender.models.base import Context
 from recommender.models.neural import (MASKED_LOGIT, TargetSampler, dense_layers, flat_history,
                                        full_softmax_loss, mlp, mlp_numpy)
-from recommender.models.tower import TowerModel, TowerSettings
+from recommender.models.settings import TowerSettings
+from recommender.models.tower import TowerModel
 from recommender.models.training import History
 
 __all__ = ["FeatureEmbedding", "FeatureEmbeddingSettings", "Method", "density",

@@ -37,7 +37,8 @@ from recommender.core.errors import DataError
 from recommender.data.preprocessing import IdEncoder, Interactions
 from recommender.models.base import Context
 from recommender.models.neural import flat_history, variable
-from recommender.models.tower import TowerModel, TowerSettings
+from recommender.models.settings import TowerSettings
+from recommender.models.tower import TowerModel
 from recommender.models.training import History
 
 __all__ = ["TagText", "TagTextSettings", "cosine_embedding_loss"]
