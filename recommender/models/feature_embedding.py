@@ -48,7 +48,7 @@ from typing import Callable, Literal, NamedTuple
 import numpy as np
 import scipy.sparse as sp
 import tensorflow as tf
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from recommender import metrics, topk
 from recommender.core.errors import DataError
@@ -108,9 +108,16 @@ class FeatureEmbeddingSettings(TowerSettings):
     learning_rate: float = Field(3e-3, gt=0, description="Adam's step size")
     validation: float = Field(0.1, ge=0, lt=1, description="share of the train movies held out "
                               "with their ratings, as cold movies to early-stop on")
-    refit: Literal[False] = Field(False, description="no refit: the validation movies are "
-                                  "scored with the id bias they would start from")
+    refit: bool = Field(False, description="always false: the validation movies are scored "
+                        "with the id bias they would start from")
     max_words: int = Field(5000, ge=1, description="words kept per text block of the content")
+
+    @field_validator("refit")
+    @classmethod
+    def _no_refit(cls, refit: bool) -> bool:
+        if refit:
+            raise ValueError("this model has no refit")
+        return refit
 
 
 def density(similarity: np.ndarray, sigma: float) -> np.ndarray:

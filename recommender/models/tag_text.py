@@ -24,14 +24,14 @@ holds the settings and measurements.
 
 from __future__ import annotations
 
-from typing import Callable, Literal, NamedTuple
+from typing import Callable, NamedTuple
 
 import keras
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 import tensorflow as tf
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from recommender.core.errors import DataError
 from recommender.data.preprocessing import IdEncoder, Interactions
@@ -66,8 +66,15 @@ class TagTextSettings(TowerSettings):
     l2: float = Field(0.0, ge=0, description="L2 weight on the word embeddings and projection")
     validation: float = Field(0.1, ge=0, lt=1, description="share of the training pairs held "
                               "out to early-stop on")
-    refit: Literal[False] = Field(False, description="no refit: the run early-stopped on the "
-                                  "held-out pairs is the model")
+    refit: bool = Field(False, description="always false: the run early-stopped on the "
+                        "held-out pairs is the model")
+
+    @field_validator("refit")
+    @classmethod
+    def _no_refit(cls, refit: bool) -> bool:
+        if refit:
+            raise ValueError("this model has no refit")
+        return refit
 
 
 def cosine_embedding_loss(similarity, label, margin: float = 0.0) -> tf.Tensor:
