@@ -17,7 +17,7 @@ one space, compared by cosine similarity.
   gives the training pairs, so a pair's own tags never sit in its user's text. Scoring reads
   the whole history.
 
-Early stopping watches the loss on ``validation`` of the pairs; there is no refit. The origin
+Early stopping watches the loss on ``validation`` of the pairs (no refit by default). The origin
 system used a pretrained BERT; ``docs/models/tag-text.md`` says why none is offered here, and
 holds the settings and measurements.
 """
@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 import tensorflow as tf
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from recommender.core.errors import DataError
 from recommender.data.preprocessing import IdEncoder, Interactions
@@ -66,15 +66,8 @@ class TagTextSettings(TowerSettings):
     l2: float = Field(0.0, ge=0, description="L2 weight on the word embeddings and projection")
     validation: float = Field(0.1, ge=0, lt=1, description="share of the training pairs held "
                               "out to early-stop on")
-    refit: bool = Field(False, description="always false: the run early-stopped on the "
-                        "held-out pairs is the model")
-
-    @field_validator("refit")
-    @classmethod
-    def _no_refit(cls, refit: bool) -> bool:
-        if refit:
-            raise ValueError("this model has no refit")
-        return refit
+    refit: bool = Field(False, description="retrain on all the pairs for the best epoch count "
+                        "(off: the run early-stopped on the held-out pairs is the model)")
 
 
 def cosine_embedding_loss(similarity, label, margin: float = 0.0) -> tf.Tensor:

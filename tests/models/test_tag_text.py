@@ -42,13 +42,26 @@ def test_liked_pairs_sit_closer_than_disliked_ones(fitted):
     assert liked > disliked + 0.05
 
 
-def test_one_run_early_stopped_on_held_out_pairs(fitted):
+def test_one_run_early_stopped_on_held_out_pairs_by_default(fitted):
     data, train, test, model = fitted
     meta = model.meta
     assert meta["refit"] is False and len(model.history) == 1
     assert meta["validation_metric"] == "loss" and 0 <= meta["validation"] < 1
     assert 1 <= meta["best_epoch"] <= meta["epochs_run"] <= FAST["epochs"]
     assert meta["pairs"] > 100 and meta["vocabulary"] == len(model.vocabulary)
+
+
+def test_refit_trains_again_on_every_pair_for_the_best_epoch_count(fitted):
+    data, train, test, model = fitted
+    refit = make_model("tag-text", **FAST, refit=True).fit(train, movies=data.movies,
+                                                            tags=data.tags)
+    first, last = refit.history
+    assert refit.meta["refit"] is True and len(last.rows) == first.best_epoch
+    assert "val" not in last.frame() and last.best_value is None  # nothing held out
+    assert last.examples_seen >= first.examples_seen * len(last.rows) / len(first.rows)
+    np.testing.assert_array_equal(refit.history[0].frame()["loss"],  # same first run
+                                  model.history[0].frame()["loss"])
+    assert not np.allclose(refit.score(np.arange(5)), model.score(np.arange(5)))
 
 
 def test_fold_in_a_brand_new_user_and_a_brand_new_movie(fitted):
@@ -81,7 +94,7 @@ def test_needs_tags_and_rejects_bad_settings(fitted):
         make_model("tag-text", **FAST).fit(fitted[1], movies=fitted[0].movies)
     with pytest.raises(ValueError, match="genres=True needs the movies table"):
         make_model("tag-text", **FAST).fit(fitted[1], tags=fitted[0].tags)
-    for bad in ({"profile": 1.0}, {"refit": True}, {"genres": "yes"}, {"dim": 0}):
+    for bad in ({"profile": 1.0}, {"genres": "yes"}, {"dim": 0}):
         with pytest.raises(SettingError, match=next(iter(bad))):
             make_model("tag-text", **bad)
 
