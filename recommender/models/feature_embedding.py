@@ -231,13 +231,14 @@ class FeatureEmbedding(TowerModel):
         counts = np.diff(part.tocsc().indptr)
         networks = self._fresh()
         networks.head.item_bias.assign(_log_popularity(counts))
-        encoder = self._train_encoder(networks.encoder, part, held, epochs, on_epoch)
+        flat = {k: tf.constant(v) for k, v in flat_history(self.content[self.rows]).items()}
+        encoder = self._train_encoder(networks.encoder, flat, part, held, epochs, on_epoch)
         self.vectors = networks.encoder.embed(self.content)
         self.watched = self.vectors[self.rows]
         # Stage 2 draws its targets by the order of each row's entries, and has always drawn
         # them from rows sorted by column (stage 1 from the rows as the holdout left them).
         part.sort_indices()
-        result = self._train_head(networks.head, part, counts, held, on_epoch)
+        result = self._train_head(networks.head, flat, part, counts, held, on_epoch)
         self.meta["encoder_epochs"] = encoder.best_epoch
         if held is not None:
             self.meta["validation_density"] = self._cold_ndcg(part, held, "density")
@@ -264,11 +265,11 @@ class FeatureEmbedding(TowerModel):
         return TargetSampler(history, loss, s.target_fraction, s.max_targets, s.dropout,
                              s.num_negatives, q=q)
 
-    def _train_encoder(self, encoder: _Encoder, history: sp.csr_matrix,
+    def _train_encoder(self, encoder: _Encoder, flat: dict, history: sp.csr_matrix,
                        held: _ColdMovies | None, epochs: int, on_epoch) -> History:
-        """Stage 1: the softmax over the catalogue of the cosines to the inputs' mean."""
+        """Stage 1: the softmax over the catalogue of the cosines to the inputs' mean
+        (``flat``: the train movies' content as :func:`flat_history` tensors)."""
         s = self.settings
-        flat = {k: tf.constant(v) for k, v in flat_history(self.content[self.rows]).items()}
         n_items = len(self.rows)
         mask = np.zeros(n_items, np.float32)
         if held is not None:  # held-out movies are no candidates, as cold movies are not
@@ -294,7 +295,7 @@ class FeatureEmbedding(TowerModel):
         return self._stage(encoder, loss_fn, history, validate if held is not None else None,
                            self._sampler(history, "full"), epochs, "encoder", on_epoch)
 
-    def _train_head(self, head: _Head, history: sp.csr_matrix, counts: np.ndarray,
+    def _train_head(self, head: _Head, flat: dict, history: sp.csr_matrix, counts: np.ndarray,
                     held: _ColdMovies | None, on_epoch) -> History:
         """Stage 2 on ``history`` (``counts`` ratings per train movie), then the network as
         numpy arrays for scoring: the validation movies get the id bias they would have
@@ -304,7 +305,6 @@ class FeatureEmbedding(TowerModel):
         catalogue_counts[self.rows] = counts
         prior = popularity_prior(self.features, catalogue_counts, self.rows[counts > 0])
         watched = tf.constant(self.watched)
-        flat = {k: tf.constant(v) for k, v in flat_history(self.content[self.rows]).items()}
         train_prior = tf.constant(prior[self.rows])
 
         def loss_fn(batch):
