@@ -15,7 +15,8 @@ their ratings without retraining. Training has the origin system's two stages:
 2. with ``f`` frozen, the P(watched) network, a two tower form (a catalogue is one matrix
    product)::
 
-       logit = s cos(U, E) + g(U) . h(E) + b(E) + w . x + b_m     (+ a cos(p_u, v_m) + c prior(v_m))
+       logit = s cos(U, E) + g(U) . h(E) + b(E) + w . x + b_m
+               (+ a cos(p_u, v_m) + c prior(v_m))
 
    ``g``, ``h``, ``b`` small MLPs, ``s`` a learned scale starting at ``1 / temperature``,
    ``w . x`` a linear bias of the content vector and ``b_m`` the id bias of a train movie
