@@ -81,9 +81,12 @@ class TowerModel(Recommender):
 
     def _holdout(self, whole: Any) -> tuple[Any, Any | None]:
         """``(what to train on, what to validate on)``: a per-user slice of the ratings
-        (``validation`` of each user's ratings), or ``(whole, None)`` without validation."""
+        (``validation`` of each user's ratings, from a ratings matrix or from an encoded
+        ``userId, movieId, rating`` table), or ``(whole, None)`` without validation."""
         if not self.settings.validation:
             return whole, None
+        if isinstance(whole, pd.DataFrame):
+            return validation_split(whole, self.settings.validation, self.seed)
         return holdout_matrix(whole, self.settings.validation, self.seed)
 
     def _train(self, part: Any, held: Any | None, epochs: int,
