@@ -36,8 +36,8 @@ from recommender.core.errors import DataError
 from recommender.data.preprocessing import Interactions, movie_features
 from recommender.models.base import Context
 from recommender.models.neural import dense_layers, mlp, variable
-from recommender.models.settings import Sizes
-from recommender.models.tower import TowerModel, TowerSettings
+from recommender.models.settings import Sizes, TowerSettings
+from recommender.models.tower import TowerModel, ratings_table
 from recommender.models.training import History
 
 __all__ = ["Regression", "HybridRegression", "Classification", "RegressionSettings",
@@ -234,8 +234,7 @@ class _Factorization(TowerModel):
 
     def _whole(self, data: Interactions) -> pd.DataFrame:
         """The encoded ratings table with the model's target in ``rating``."""
-        return pd.DataFrame({"userId": data.user_index, "movieId": data.item_index,
-                             "rating": self._target(data.rating)})
+        return ratings_table(data, self._target(data.rating))
 
     def _build(self) -> _Factors:
         return _Factors(len(self.users), self.n_items, self.settings, self.offset,

@@ -40,7 +40,8 @@ from recommender.core.errors import DataError
 from recommender.data.preprocessing import IdEncoder, Interactions, movie_features
 from recommender.models.base import Context
 from recommender.models.neural import dense_layers, in_batch_softmax_loss, mlp, variable
-from recommender.models.tower import TowerModel, TowerSettings
+from recommender.models.settings import TowerSettings
+from recommender.models.tower import TowerModel, ratings_table
 from recommender.models.training import History
 
 __all__ = ["MultiTask", "MultiTaskSettings", "PRESETS"]
@@ -227,14 +228,12 @@ class MultiTask(TowerModel):
             parts.append(_title_tfidf(context.movies, data.items))
         self.features = sp.hstack(parts, format="csr").toarray().astype(np.float32)
 
-    def _whole(self, data: Interactions) -> pd.DataFrame:
-        """The encoded ratings table."""
-        return pd.DataFrame({"userId": data.user_index, "movieId": data.item_index,
-                             "rating": data.rating})
-
     def _build(self) -> _Towers:
         return _Towers(len(self.users), self.n_items, self.settings, self.features,
                        self.offset, np.random.default_rng(self.seed))
+
+    def _whole(self, data: Interactions) -> pd.DataFrame:
+        return ratings_table(data)
 
     def _train(self, part: pd.DataFrame, held: pd.DataFrame | None, epochs: int,
                on_epoch=None) -> tuple[_Towers, History]:

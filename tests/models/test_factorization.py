@@ -10,7 +10,7 @@ from recommender.core.errors import SettingError
 from recommender.evaluation import evaluate
 from recommender.models import load_model, make_model
 from recommender.models.factorization import RegressionSettings, _Factors
-from recommender.models.neural import named_variables
+from recommender.models.tower import named_variables
 from recommender.reporting.analysis.likes import (calibration, classification_report,
                                                   positive_weight)
 from recommender.data.splits import per_user_split
