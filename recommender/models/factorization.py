@@ -398,7 +398,7 @@ class HybridRegression(Regression):
 
 
 class Classification(_Factorization):
-    """The same factorisation read as the logit of P(like), like = rating >= ``threshold``.
+    """The same factorisation read as the logit of P(like): a like is a rating >= threshold.
 
     Trained on binary cross-entropy. With ``balance`` likes are weighted by dislikes / likes
     of train and the offset starts at the balanced logit 0, so both classes weigh the same:

@@ -61,8 +61,8 @@ PRESETS: dict[str, dict[str, Any]] = {
 class MultiTaskSettings(TowerSettings):
     """Settings of :class:`MultiTask` (tuned on a validation slice of train)."""
 
-    preset: Literal["", "seed"] = Field("", description="'seed': the origin system's setup "
-                                        "for every setting not given")
+    preset: Literal["none", "seed"] = Field("none", description="seed: the origin system's "
+                                            "setup for every setting not given")
     dim: int = Field(64, ge=1, description="dimension of the user and movie vectors")
     features: Literal["none", "genres", "genres+title"] = Field(
         "genres", description="movie features projected into the movie tower (genres: genre "
@@ -96,12 +96,10 @@ class MultiTaskSettings(TowerSettings):
     @model_validator(mode="before")
     @classmethod
     def _preset_defaults(cls, values: Any) -> Any:
-        """A preset's values under the given ones."""
-        if isinstance(values, dict) and values.get("preset"):
-            if values["preset"] not in PRESETS:
-                raise ValueError(f"unknown preset {values['preset']!r}; choose from "
-                                 f"{', '.join(PRESETS)}")
-            return {**PRESETS[values["preset"]], **values}
+        """A preset's values under the given ones (an unknown preset is refused by its type)."""
+        preset = values.get("preset") if isinstance(values, dict) else None
+        if isinstance(preset, str) and preset in PRESETS:
+            return {**PRESETS[preset], **values}
         return values
 
     @model_validator(mode="after")
@@ -186,11 +184,13 @@ class MultiTask(TowerModel):
 
     @property
     def validation_metric(self) -> str:
+        """What early stopping reads, as ``monitor`` says."""
         return {"rmse": "rmse", "ndcg": "ndcg@10", "both": "rmse - ndcg@10"}[
             self.settings.monitor]
 
     @property
     def maximise(self) -> bool:
+        """Whether a higher validation value is better (NDCG alone)."""
         return self.settings.monitor == "ndcg"
 
     def with_ranking(self, rerank: int | None = None,
