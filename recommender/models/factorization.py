@@ -237,7 +237,7 @@ class _Factorization(TowerModel):
         return ratings_table(data, self._target(data.rating))
 
     def _build(self) -> _Factors:
-        return _Factors(len(self.users), self.n_items, self.settings, self.offset,
+        return _Factors(self.n_users, self.n_items, self.settings, self.offset,
                         self.features, np.random.default_rng(self.seed))
 
     def _train(self, part: pd.DataFrame, held: pd.DataFrame | None, epochs: int,
@@ -247,7 +247,7 @@ class _Factorization(TowerModel):
         self.offset = self._offset(t)
         module = self._fresh()
         self._tables = None  # scores read the variables being trained
-        counts = (np.bincount(u, minlength=len(self.users)),
+        counts = (np.bincount(u, minlength=self.n_users),
                   np.bincount(i, minlength=self.n_items))
         weights = [np.maximum(c, 1).astype(np.float32) ** s.reg_exponent for c in counts]
         if s.penalty == "batch":
@@ -280,7 +280,7 @@ class _Factorization(TowerModel):
                     penalty: Callable[[dict | None], tf.Tensor]):
         """The origin system's loss over the movies x users matrix ``Y`` and mask ``R``: one
         full batch (the loop sees a single dummy example whose loss is the masked mean)."""
-        Y = np.zeros((self.n_items, len(self.users)), np.float32)
+        Y = np.zeros((self.n_items, self.n_users), np.float32)
         R = np.zeros_like(Y)
         Y[i, u], R[i, u] = t, 1.0
         Y, R, n = tf.constant(Y), tf.constant(R), float(len(t))
@@ -328,7 +328,7 @@ class _Factorization(TowerModel):
         m = self.module
         if m.head:
             return None
-        users = np.hstack([m.user_factors.numpy(), np.ones((len(self.users), 1), np.float32),
+        users = np.hstack([m.user_factors.numpy(), np.ones((self.n_users, 1), np.float32),
                            (m.offset + m.user_bias.numpy())[:, None]])
         items = np.vstack([m.item_vectors().numpy().T, m.item_bias.numpy()[None],
                            np.ones((1, self.n_items), np.float32)])

@@ -229,7 +229,7 @@ class MultiTask(TowerModel):
         self.features = sp.hstack(parts, format="csr").toarray().astype(np.float32)
 
     def _build(self) -> _Towers:
-        return _Towers(len(self.users), self.n_items, self.settings, self.features,
+        return _Towers(self.n_users, self.n_items, self.settings, self.features,
                        self.offset, np.random.default_rng(self.seed))
 
     def _whole(self, data: Interactions) -> pd.DataFrame:
@@ -283,7 +283,7 @@ class MultiTask(TowerModel):
         if held is None:
             return None
         seen = sp.csr_matrix((np.ones(len(part), np.float32), (part["userId"], part["movieId"])),
-                             shape=(len(self.users), self.n_items))
+                             shape=(self.n_users, self.n_items))
 
         def validate() -> float:
             row = {"epoch": len(self.trace) + 1, **self._held_out_metrics(held, seen)}
