@@ -11,8 +11,9 @@ from recommender.evaluation.cold_start import (LIGHTFM_REFERENCE, RandomOrder,
                                                cold_start_table, item_cold_start,
                                                user_cold_start)
 from recommender.evaluation.comparison import BASELINES, Comparison, compare
+from recommender.evaluation.retrieval import top_k_accuracy
 
 __all__ = ["QUICK_SETTINGS", "Evaluation", "evaluate", "fit_and_evaluate", "quick_settings",
            "relevance_matrix", "settings_for", "LIGHTFM_REFERENCE", "RandomOrder",
            "cold_start_table", "item_cold_start", "user_cold_start", "BASELINES", "Comparison",
-           "compare"]
+           "compare", "top_k_accuracy"]

@@ -30,7 +30,7 @@ from recommender.models.settings import TowerSettings
 from recommender.models.training import History, TrainConfig, fit_loop, strategy
 
 __all__ = ["TowerModel", "TowerSettings", "holdout_matrix", "liked_rows", "ndcg_validation",
-           "named_variables"]
+           "named_variables", "ratings_table"]
 
 
 class TowerModel(Recommender):
@@ -81,9 +81,12 @@ class TowerModel(Recommender):
 
     def _holdout(self, whole: Any) -> tuple[Any, Any | None]:
         """``(what to train on, what to validate on)``: a per-user slice of the ratings
-        (``validation`` of each user's ratings), or ``(whole, None)`` without validation."""
+        (``validation`` of each user's ratings, from a ratings matrix or from an encoded
+        ``userId, movieId, rating`` table), or ``(whole, None)`` without validation."""
         if not self.settings.validation:
             return whole, None
+        if isinstance(whole, pd.DataFrame):
+            return validation_split(whole, self.settings.validation, self.seed)
         return holdout_matrix(whole, self.settings.validation, self.seed)
 
     def _train(self, part: Any, held: Any | None, epochs: int,
@@ -153,6 +156,14 @@ def named_variables(module: tf.Module) -> dict[str, tf.Variable]:
             raise ValueError(f"two variables are named {key!r}; name every variable apart")
         named[key] = variable
     return named
+
+
+def ratings_table(data: Interactions, target: np.ndarray | None = None) -> pd.DataFrame:
+    """The encoded ratings as a ``userId, movieId, rating`` table of indices, with ``target``
+    in place of the ratings when given: the whole data of a model trained on rating triples
+    (:meth:`TowerModel._holdout` splits it per user)."""
+    return pd.DataFrame({"userId": data.user_index, "movieId": data.item_index,
+                         "rating": data.rating if target is None else target})
 
 
 def holdout_matrix(ratings: sp.csr_matrix, fraction: float,

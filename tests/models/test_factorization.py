@@ -1,13 +1,18 @@
-"""Seed 003's factorisation models: they learn a planted model, both data paths agree, unseen ids
-fall back, equal seeds agree, artifacts round-trip, and the classifier ranks likes first."""
+"""Cinematch's factorisation models: they learn a planted model, both data paths agree, unseen
+ids fall back, equal seeds agree, artifacts round-trip, and the classifier ranks likes first."""
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from recommender import metrics, topk
+from recommender.core.errors import SettingError
+from recommender.evaluation import evaluate
 from recommender.models import load_model, make_model
-from recommender.models.factorization import _Factors, calibration, classification_report
+from recommender.models.factorization import RegressionSettings, _Factors
+from recommender.models.tower import named_variables
+from recommender.reporting.analysis.likes import (calibration, classification_report,
+                                                  positive_weight)
 from recommender.data.splits import per_user_split
 from recommender.data.synthetic import make_synthetic
 
@@ -35,10 +40,15 @@ def test_planted_low_rank_model_is_recovered(split, regression):
     # planted noise 0.3 plus half-star rounding; the global mean is about 0.85 off
     assert model_rmse < 0.6 and model_rmse < mean_rmse - 0.25, (model_rmse, mean_rmse)
     assert regression.meta["refit"] and 1 <= regression.meta["best_epoch"] <= FAST["epochs"]
+    assert regression.meta["validation_metric"] == "mse"
+    first = regression.history[0].frame()
+    assert regression.meta["validation"] == pytest.approx(first["val"].min())
+    assert len(regression.history) == 2  # early-stopped run, then the refit
+    assert len(regression.history[1].rows) == regression.meta["best_epoch"]
 
 
 def test_unseen_users_and_movies_fall_back_to_biases(regression):
-    module = regression._module
+    module = regression.module
     user, movie = regression.users.ids[0], regression.items.ids[0]
     pred = regression.predict([user, -5, -5], [-7, movie, -7])
     expected = [module.offset + module.user_bias.numpy()[0],
@@ -60,8 +70,10 @@ def test_dense_and_sparse_paths_reach_the_same_parameters():
               "learning_rate": 0.05}
     dense = make_model("regression", data_path="dense", **common).fit(ratings)
     sparse = make_model("regression", data_path="sparse", **common).fit(ratings)
-    for name, value in dense._state().items():
-        np.testing.assert_allclose(value, sparse._state()[name], atol=1e-4, err_msg=name)
+    sparse_variables = named_variables(sparse.module)
+    for name, value in named_variables(dense.module).items():
+        np.testing.assert_allclose(value.numpy(), sparse_variables[name].numpy(), atol=1e-4,
+                                   err_msg=name)
 
 
 def test_same_seed_same_model_other_seed_other_model(split):
@@ -92,27 +104,44 @@ def test_classifier_ranks_liked_pairs_first_on_planted_data(split):
     model = make_model("classification", **FAST).fit(train)
     report = classification_report(model, test)
     assert report["auc"] > 0.8 and 0 < report["log_loss"] < 0.693
+    extra = evaluate(model, test).metrics  # the evaluation adds the same measures
+    assert all(extra[key] == pytest.approx(value, nan_ok=True) for key, value in report.items())
+    liked = train["rating"] >= 4.0
+    assert model.pos_weight == pytest.approx(positive_weight(liked))
     curve = calibration(model, test, n_bins=5)
     assert list(curve.columns) == ["predicted", "observed"] and len(curve) == 5
     with pytest.raises(TypeError, match="does not predict ratings"):
         model.predict(test["userId"][:1], test["movieId"][:1])
 
 
-def test_bad_settings_are_refused():
-    with pytest.raises(ValueError, match="data_path"):
-        make_model("regression", data_path="matrix")
-    with pytest.raises(ValueError, match="dense path"):
-        make_model("regression", data_path="dense", hidden=(8,))
-    with pytest.raises(ValueError, match="penalty"):
-        make_model("regression", penalty="lasso")
-    with pytest.raises(ValueError, match="full batch"):
-        make_model("regression", data_path="dense", penalty="batch")
+def test_bad_settings_are_refused_in_one_line():
+    for settings, message in [({"data_path": "matrix"}, "setting data_path"),
+                              ({"data_path": "dense", "hidden": (8,)}, "dense path"),
+                              ({"penalty": "lasso"}, "setting penalty"),
+                              ({"data_path": "dense", "penalty": "batch"}, "full batch"),
+                              ({"optimizer": "rmsprop"}, "setting optimizer"),
+                              ({"l2_factor": -1.0}, "setting l2_factor")]:
+        with pytest.raises(SettingError, match=message) as error:
+            make_model("regression", **settings)
+        assert str(error.value).startswith("regression: ") and "\n" not in str(error.value)
+    with pytest.raises(SettingError, match="setting balance"):
+        make_model("classification", balance="yes")
+
+
+def test_settings_hold_the_tuned_defaults_and_the_hybrid_turns_its_options_on():
+    regression, hybrid = make_model("regression"), make_model("regression-hybrid")
+    assert (regression.settings.dim, regression.settings.learning_rate) == (128, 0.003)
+    assert not regression.settings.features and regression.settings.hidden == ()
+    assert hybrid.settings.features and hybrid.settings.hidden == (64,)
+    assert make_model("classification").settings.threshold == 4.0
+    assert isinstance(regression.settings, RegressionSettings)
 
 
 def test_batch_penalty_estimates_the_table_penalty_with_sparse_gradients():
     rng = np.random.default_rng(0)
     users, items = rng.integers(0, 20, 300), rng.integers(0, 30, 300)
-    module = _Factors(20, 30, 4, 3.5, 0.3, seed=0)
+    settings = RegressionSettings(dim=4, init_std=0.3)
+    module = _Factors(20, 30, settings, 3.5, None, np.random.default_rng(0))
     module.user_bias.assign(rng.normal(size=20).astype(np.float32))
     counts = [np.bincount(users, minlength=20), np.bincount(items, minlength=30)]
     weights = [np.maximum(c, 1).astype(np.float32) ** 0.5 for c in counts]
@@ -139,6 +168,6 @@ def test_hybrid_regression_uses_movie_features_and_needs_the_movies(split):
     with pytest.raises(ValueError, match="--movies"):
         make_model("regression-hybrid", **FAST).fit(train)
     model = make_model("regression-hybrid", **FAST).fit(train, movies=data.movies)
-    assert model.params["features"] and model.params["hidden"]
+    assert model.features is not None and model.module.head  # features in, MLP head on
     model_rmse = metrics.rmse(test["rating"], model.predict(test["userId"], test["movieId"]))
     assert model_rmse < 0.6, model_rmse
