@@ -1,10 +1,14 @@
 """The command line: evaluate writes the documented JSON; bad input gives one line and exit 2."""
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 
 from recommender.cli import main
+from recommender.models import MODELS
 
 JSON_KEYS = {"model", "precision@10", "recall@10", "ndcg@10", "map@10", "hr@10",
              "coverage@10", "users", "fit_seconds"}
@@ -76,10 +80,6 @@ def test_data_describe_unknown_release_says_how_to_fetch(tmp_path, capsys):
 
 # -- what a terminal shows: subprocesses, as a user runs the command -------------------------
 
-import os
-import subprocess
-import sys
-
 TF_STARTUP = ("absl::InitializeLog", "oneDNN", "cuda", "cpu_feature_guard", "TensorRT")
 
 
@@ -127,13 +127,51 @@ def test_models_into_a_closed_pipe_prints_no_traceback():
     assert done.stderr == "" and done.returncode != 0
 
 
-def test_models_lists_what_the_classes_say():
-    from recommender.models import MODELS, model_class, model_summary
+# Run in a fresh interpreter, where no model module is imported yet, so that model_summary
+# takes the path `recommender models` takes: reading each model's source, not its class.
+LIST_MODELS = """
+import contextlib, io, json, sys
+from recommender.cli import main
+from recommender.models import MODELS, model_summary
+modules = sorted({entry.split(":")[0] for entry in MODELS.values()})
+before = [m for m in modules if m in sys.modules]
+summaries = {name: model_summary(name) for name in MODELS}
+listing = io.StringIO()
+with contextlib.redirect_stdout(listing):
+    code = main(["models"])
+print(json.dumps({"before": before, "after": [m for m in modules if m in sys.modules],
+                  "tensorflow": "tensorflow" in sys.modules, "summaries": summaries,
+                  "code": code, "listing": listing.getvalue()}))
+"""
 
-    for name in MODELS:
-        cls = model_class(name)
-        assert model_summary(name) == ((cls.__doc__ or "").strip().splitlines()[0],
-                                       cls.predicts_ratings)
+
+@pytest.fixture(scope="module")
+def listed_from_source() -> dict:
+    done = subprocess.run([sys.executable, "-c", LIST_MODELS], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_listing_models_reads_their_sources_and_imports_no_tensorflow(listed_from_source):
+    from recommender.models import MODELS
+
+    listed = listed_from_source
+    assert listed["before"] == [] and listed["after"] == []  # no model module was imported
+    assert not listed["tensorflow"] and listed["code"] == 0
+    lines = listed["listing"].splitlines()
+    assert [line.split()[0] for line in lines] == list(MODELS)
+    for line, (doc, _) in zip(lines, listed["summaries"].values()):
+        assert line.endswith(doc)
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_model_summary_from_source_is_what_the_class_says(name, listed_from_source):
+    from recommender.models import model_class
+
+    cls = model_class(name)  # imported here, in this process, after the listing
+    first_line = (cls.__doc__ or "").strip().splitlines()[0]
+    assert listed_from_source["summaries"][name] == [first_line, cls.predicts_ratings]
 
 
 # -- parameters, list length, where results go ------------------------------------------------
