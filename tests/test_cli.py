@@ -89,6 +89,7 @@ def _recommender(*args, **kwargs) -> subprocess.CompletedProcess:
                           text=True, timeout=300, **kwargs)
 
 
+@pytest.mark.slow  # a CLI subprocess, end to end
 def test_bad_input_to_a_numpy_model_is_one_line_and_never_imports_tensorflow(split_files,
                                                                               tmp_path):
     _, test = split_files
@@ -108,6 +109,7 @@ def test_bad_input_to_a_numpy_model_is_one_line_and_never_imports_tensorflow(spl
     assert "ndcg@10" in done.stdout and "softmax" in done.stdout
 
 
+@pytest.mark.slow  # a CLI subprocess, end to end
 def test_a_tensorflow_model_prints_no_start_up_log(split_files):
     train, test = split_files
     done = _recommender("evaluate", "--model", "regression", "--train", train, "--test", test,
@@ -117,6 +119,7 @@ def test_a_tensorflow_model_prints_no_start_up_log(split_files):
     assert not [line for line in done.stderr.splitlines() if any(s in line for s in TF_STARTUP)]
 
 
+@pytest.mark.slow  # a CLI subprocess, end to end
 def test_models_into_a_closed_pipe_prints_no_traceback():
     read, write = os.pipe()
     os.close(read)  # the reader (`| head`) is gone before anything is written
@@ -147,6 +150,8 @@ print(json.dumps({"before": before, "after": [m for m in modules if m in sys.mod
 
 @pytest.fixture(scope="module")
 def listed_from_source() -> dict:
+    """One interpreter without TensorFlow (about a second): kept in the fast suite, the only
+    check of the source-reading path."""
     done = subprocess.run([sys.executable, "-c", LIST_MODELS], capture_output=True, text=True,
                           timeout=120)
     assert done.returncode == 0, done.stderr
