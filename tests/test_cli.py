@@ -35,7 +35,7 @@ def test_evaluate_prints_a_table_and_writes_json(split_files, tmp_path, capsys):
     assert (tmp_path / "artifact" / "model.json").is_file()
 
 
-def test_evaluate_accepts_parameter_overrides(split_files, capsys):
+def test_evaluate_accepts_setting_overrides(split_files, capsys):
     train, test = split_files
     assert main(["evaluate", "--model", "ease", "--train", str(train), "--test", str(test),
                  "--param", "l2=50"]) == 0
@@ -43,7 +43,7 @@ def test_evaluate_accepts_parameter_overrides(split_files, capsys):
 
 @pytest.mark.parametrize("argv, message", [
     (["--model", "nope"], "unknown model 'nope'"),
-    (["--model", "ease", "--param", "nonsense=1"], "unknown parameter"),
+    (["--model", "ease", "--param", "nonsense=1"], "ease: unknown setting(s) nonsense"),
     (["--model", "ease", "--param", "novalue"], "expected key=value"),
 ])
 def test_evaluate_bad_arguments_exit_2_with_one_line(argv, message, split_files, capsys):
@@ -112,10 +112,10 @@ def test_bad_input_to_a_numpy_model_is_one_line_and_never_imports_tensorflow(spl
 @pytest.mark.slow  # a CLI subprocess, end to end
 def test_a_tensorflow_model_prints_no_start_up_log(split_files):
     train, test = split_files
-    done = _recommender("evaluate", "--model", "regression", "--train", train, "--test", test,
+    done = _recommender("evaluate", "--model", "softmax-dnn", "--train", train, "--test", test,
                         "--param", "epochs=1", "--param", "refit=false")
     assert done.returncode == 0, done.stderr
-    assert "rmse" in done.stdout
+    assert "ndcg@10" in done.stdout
     assert not [line for line in done.stderr.splitlines() if any(s in line for s in TF_STARTUP)]
 
 
@@ -179,32 +179,33 @@ def test_model_summary_from_source_is_what_the_class_says(name, listed_from_sour
     assert listed_from_source["summaries"][name] == [first_line, cls.predicts_ratings]
 
 
-# -- parameters, list length, where results go ------------------------------------------------
+# -- settings, list length, where results go --------------------------------------------------
 
-def test_params_take_the_type_of_the_default():
+def test_text_settings_take_the_type_of_the_setting():
     from recommender.models import model_class
 
-    parse = model_class("regression").parse_params
+    settings = model_class("softmax-dnn").Settings
+    parse = lambda text: settings.from_text("softmax-dnn", text)  # noqa: E731
     assert parse({"refit": "False", "epochs": "3", "learning_rate": "1e-3",
-                  "hidden": "64,32", "optimizer": "sgd"}) == {
+                  "hidden": "64,32", "loss": "in-batch"}) == {
         "refit": False, "epochs": 3, "learning_rate": 0.001, "hidden": (64, 32),
-        "optimizer": "sgd"}
-    assert parse({"refit": "yes", "hidden": ""}) == {"refit": True, "hidden": ()}
+        "loss": "in-batch"}
+    assert parse({"refit": "yes", "hidden": "[128]"}) == {"refit": True, "hidden": (128,)}
 
 
 @pytest.mark.parametrize("param, message", [
-    ("refit=maybe", "refit: 'maybe' is not a boolean"),
-    ("epochs=2.5", "epochs: '2.5' is not a whole number"),
-    ("l2_factor=lots", "l2_factor: 'lots' is not a number"),
-    ("l2_factor=-1", "l2_factor: '-1' is impossible"),
-    ("l2_factor=nan", "l2_factor: 'nan' is impossible"),
-    ("bogus=1", "unknown parameter(s) bogus"),
+    ("refit=maybe", "setting refit: Input should be a valid boolean"),
+    ("epochs=2.5", "setting epochs: Input should be a valid integer"),
+    ("learning_rate=lots", "setting learning_rate: Input should be a valid number"),
+    ("learning_rate=-1", "setting learning_rate: Input should be greater than 0"),
+    ("learning_rate=nan", "setting learning_rate: Input should be a finite number"),
+    ("bogus=1", "unknown setting(s) bogus"),
     ("=1", "expected key=value"),
 ])
-def test_bad_params_are_refused_in_one_line(param, message, split_files, capsys):
+def test_bad_settings_are_refused_in_one_line(param, message, split_files, capsys):
     train, test = split_files
-    code = main(["evaluate", "--model", "regression", "--train", str(train), "--test", str(test),
-                 "--param", param])
+    code = main(["evaluate", "--model", "softmax-dnn", "--train", str(train), "--test",
+                 str(test), "--param", param])
     err = capsys.readouterr().err.strip()
     assert code == 2 and message in err and len(err.splitlines()) == 1, err
 
@@ -212,10 +213,10 @@ def test_bad_params_are_refused_in_one_line(param, message, split_files, capsys)
 @pytest.mark.parametrize("model, params, message", [
     ("feature-embedding", [], "needs the movies table"),
     ("tag-text", [], "needs the tags table"),
-    ("multitask", ["--param", "preset=foo"], "unknown preset 'foo'"),
-    ("softmax-dnn", ["--param", "loss=foo"], "unknown loss 'foo'"),
+    ("multitask", ["--param", "preset=foo"], "multitask: setting preset"),
+    ("softmax-dnn", ["--param", "loss=foo"], "softmax-dnn: setting loss: Input should be 'full'"),
     ("content", [], "content needs the movies table"),
-    ("regression", ["--param", "optimizer=foo"], "unknown optimizer 'foo'"),
+    ("regression", ["--param", "optimizer=foo"], "regression: setting optimizer"),
 ])
 def test_every_model_reports_bad_settings_and_missing_tables_in_one_line(
         model, params, message, split_files, capsys):
