@@ -13,12 +13,14 @@ from typing import Any, Iterator
 import annotated_types
 import numpy as np
 import pandas as pd
+import pytest
 import scipy.sparse as sp
 
 from recommender.data import splits
 from recommender.data.releases import MovieLens
 from recommender.evaluation import evaluate, quick_settings
-from recommender.models import Recommender, make_model, model_class
+from recommender.models import MODELS, Recommender, make_model, model_class
+from recommender.models.tower import TowerModel
 
 SEED = 7  # any fixed seed: the same one for every fit of the suite
 
@@ -49,6 +51,22 @@ class Split:
 def contract_settings(name: str) -> dict[str, Any]:
     """The settings the contract fits model ``name`` with: quick mode, then :data:`FAST`."""
     return {**quick_settings(name), **FAST.get(name, {})}
+
+
+def trains_with_tensorflow(name: str) -> bool:
+    """Whether model ``name`` trains through the shared TensorFlow loop, where every fit
+    compiles its training step (seconds, whatever the data)."""
+    try:
+        return issubclass(model_class(name), TowerModel)
+    except ImportError:  # a model that does not import fails every contract test anyway
+        return False
+
+
+def refit_cases() -> list:
+    """Every registered model, for tests that fit it again: marked slow where a fit compiles
+    (the fast suite still fits each of those models once, in the shared fixture)."""
+    return [pytest.param(name, marks=pytest.mark.slow) if trains_with_tensorflow(name) else name
+            for name in MODELS]
 
 
 def fit(name: str, data: Split, seed: int = SEED) -> Recommender:

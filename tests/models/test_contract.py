@@ -4,7 +4,8 @@ the global mean, if it predicts ratings), never recommends a movie the user rate
 loads to the same answers, folds in a new user if it says it does, refuses bad settings in
 one line when it is made, and gives the same scores for the same seed.
 
-Each model is fitted once for the module (``fitted``); pytest groups the tests by model.
+Each model is fitted once for the module (``fitted``); pytest groups the tests by model. The
+two tests that fit again are slow for the models that compile a TensorFlow training step.
 What is particular to one model stays in its own test file.
 """
 
@@ -18,7 +19,7 @@ import pytest
 from pydantic import ValidationError
 
 from contract import (CONSTANT_RANKING, SEED, Split, bad_settings, contract_settings, fit,
-                      history_matrix, random_ndcg)
+                      history_matrix, random_ndcg, refit_cases)
 from recommender import metrics
 from recommender.core.errors import DataError, SettingError
 from recommender.evaluation import evaluate
@@ -81,6 +82,7 @@ def test_predicts_better_than_the_global_mean(name, fitted, data):
         assert rmse < reference - RMSE_MARGIN, (name, rmse, reference)
 
 
+@pytest.mark.parametrize("name", refit_cases(), scope="module")
 def test_fits_on_ratings_alone_or_names_the_table_it_needs(name, data):
     model = make_model(name, seed=SEED, **contract_settings(name))
     try:
@@ -196,6 +198,7 @@ def test_settings_are_frozen_and_the_fit_keeps_them(name, fitted):
         setattr(fitted.settings, key, getattr(fitted.settings, key, 1))
 
 
+@pytest.mark.parametrize("name", refit_cases(), scope="module")
 def test_the_same_seed_gives_the_same_scores(name, fitted, data):
     again = fit(name, data, seed=SEED)
     users = np.arange(len(fitted.users))
