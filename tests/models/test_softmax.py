@@ -11,6 +11,10 @@ from recommender.evaluation import fit_and_evaluate
 from recommender.models.ease import EASE
 from recommender.reporting.analysis.sampling import folding, folding_comparison, genre_similarity
 
+# Every test here trains the model (25 epochs, several fits): the slow suite. The fast suite
+# fits softmax once, in test_contract.py.
+pytestmark = pytest.mark.slow
+
 FAST = {"epochs": 25, "patience": 5, "refit": False, "wide": False}  # the deep softmax alone
 
 

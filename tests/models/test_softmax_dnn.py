@@ -53,18 +53,21 @@ def popularity(split):
     return fit_and_evaluate("popularity", *split)[1].metrics["ndcg@10"]
 
 
+@pytest.mark.slow  # trains the model (the fast suite fits it once, in test_contract.py)
 def test_learns_planted_structure_better_than_popularity(fitted, popularity):
     model, result = fitted
     assert result.metrics["ndcg@10"] > popularity + 0.1
     assert 1 <= model.meta["best_epoch"] <= FAST["epochs"]
 
 
+@pytest.mark.slow  # trains the model (the fast suite fits it once, in test_contract.py)
 @pytest.mark.parametrize("loss", ["sampled-uniform", "in-batch"])
 def test_negative_sampling_also_learns_the_clusters(split, popularity, loss):
     _, result = fit_and_evaluate("softmax-dnn", *split, loss=loss, num_negatives=64, **FAST)
     assert result.metrics["ndcg@10"] > popularity + 0.1
 
 
+@pytest.mark.slow  # trains the model (the fast suite fits it once, in test_contract.py)
 def test_fold_in_scores_new_users_from_their_history(data, fitted):
     model, _ = fitted
     movies = data[1]
