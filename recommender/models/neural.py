@@ -240,8 +240,12 @@ def variable(rng: np.random.Generator, shape: tuple[int, ...], init: str | float
     if init == "glorot_uniform":
         limit = np.sqrt(6.0 / (fan_in + fan_out))
         return tf.Variable(rng.uniform(-limit, limit, shape).astype(np.float32), name=name)
-    std = {"glorot_normal": np.sqrt(2.0 / (fan_in + fan_out)),
-           "he_normal": np.sqrt(2.0 / fan_in)}.get(init, init)
+    if init == "glorot_normal":
+        std = np.sqrt(2.0 / (fan_in + fan_out))
+    elif init == "he_normal":
+        std = np.sqrt(2.0 / fan_in)
+    else:
+        std = init
     return tf.Variable(rng.normal(0.0, std, shape).astype(np.float32), name=name)
 
 
