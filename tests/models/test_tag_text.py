@@ -1,13 +1,12 @@
 """tag-text: the cosine embedding loss, texts without leaks, learning, fold-in with the users'
-own tags, settings, artifacts."""
+own tags, the genre tokens' table (the contract suite covers the rest)."""
 
 import numpy as np
 import pytest
 
-from recommender.core.errors import SettingError
 from recommender.data.preprocessing import Interactions
 from recommender.data.splits import per_user_split
-from recommender.models import load_model, make_model
+from recommender.models import make_model
 from recommender.models.tag_text import cosine_embedding_loss
 from recommender.reporting.analysis.content import pair_similarity
 
@@ -33,6 +32,7 @@ def fitted():
     return data, train, test, model
 
 
+@pytest.mark.slow
 def test_liked_pairs_sit_closer_than_disliked_ones(fitted):
     data, train, test, model = fitted
     pairs = pair_similarity(model, train, test)
@@ -42,6 +42,7 @@ def test_liked_pairs_sit_closer_than_disliked_ones(fitted):
     assert liked > disliked + 0.05
 
 
+@pytest.mark.slow
 def test_one_run_early_stopped_on_held_out_pairs_by_default(fitted):
     data, train, test, model = fitted
     meta = model.meta
@@ -51,6 +52,7 @@ def test_one_run_early_stopped_on_held_out_pairs_by_default(fitted):
     assert meta["pairs"] > 100 and meta["vocabulary"] == len(model.vocabulary)
 
 
+@pytest.mark.slow
 def test_refit_trains_again_on_every_pair_for_the_best_epoch_count(fitted):
     data, train, test, model = fitted
     refit = make_model("tag-text", **FAST, refit=True).fit(train, movies=data.movies,
@@ -64,6 +66,7 @@ def test_refit_trains_again_on_every_pair_for_the_best_epoch_count(fitted):
     assert not np.allclose(refit.score(np.arange(5)), model.score(np.arange(5)))
 
 
+@pytest.mark.slow
 def test_fold_in_a_brand_new_user_and_a_brand_new_movie(fitted):
     data, train, test, model = fitted
     history = train[train["userId"] == 1].assign(userId=10_000)  # a stranger with user 1's taste
@@ -74,6 +77,7 @@ def test_fold_in_a_brand_new_user_and_a_brand_new_movie(fitted):
                                model.fold_in(train[train["userId"] == 1])[0], atol=1e-6)
 
 
+@pytest.mark.slow
 def test_own_tags_count_through_the_user_ids(fitted):
     data, train, test, model = fitted
     tagged = data.tags.merge(train, on=["userId", "movieId"])["userId"].value_counts()
@@ -89,20 +93,6 @@ def test_own_tags_count_through_the_user_ids(fitted):
     assert text.sum() > model.user_text(ratings, np.array([-1])).sum()
 
 
-def test_needs_tags_and_rejects_bad_settings(fitted):
-    with pytest.raises(ValueError, match="tags"):
-        make_model("tag-text", **FAST).fit(fitted[1], movies=fitted[0].movies)
+def test_genre_tokens_need_the_movies_table(synthetic_small):
     with pytest.raises(ValueError, match="genres=True needs the movies table"):
-        make_model("tag-text", **FAST).fit(fitted[1], tags=fitted[0].tags)
-    for bad in ({"profile": 1.0}, {"genres": "yes"}, {"dim": 0}):
-        with pytest.raises(SettingError, match=next(iter(bad))):
-            make_model("tag-text", **bad)
-
-
-def test_save_load_round_trip(fitted, tmp_path):
-    data, train, test, model = fitted
-    loaded = load_model(model.save(tmp_path / "tt"))
-    np.testing.assert_array_equal(model.score(np.arange(10)), loaded.score(np.arange(10)))
-    history = train[train["userId"] < 5]
-    np.testing.assert_array_equal(model.fold_in(history), loaded.fold_in(history))
-    assert loaded.settings == model.settings
+        make_model("tag-text", **FAST).fit(synthetic_small.ratings, tags=synthetic_small.tags)
