@@ -1,7 +1,7 @@
-"""One process of the multi-worker test (``tests/test_distributed.py``): trains ``regression``
+"""One process of the multi-worker test (``tests/models/test_distributed.py``): trains ``regression``
 on small synthetic data through the shared loop and writes its loss curve as JSON.
 
-Usage: ``python tests/distributed_worker.py OUT.json`` (``TF_CONFIG`` set for a worker, unset
+Usage: ``python tests/models/distributed_worker.py OUT.json`` (``TF_CONFIG`` set for a worker, unset
 for the one-process reference).
 """
 
