@@ -17,6 +17,7 @@ from recommender.core.errors import DataError
 
 __all__ = [
     "IdEncoder",
+    "Encoded",
     "Interactions",
     "filter_min_counts",
     "ratings_matrix",
@@ -76,8 +77,25 @@ class IdEncoder:
         return self.ids[np.asarray(index)]
 
 
+class Encoded:
+    """Something indexed by a user encoder and a movie encoder (``users``, ``items``)."""
+
+    users: IdEncoder
+    items: IdEncoder
+
+    @property
+    def n_users(self) -> int:
+        """Users (rows)."""
+        return len(self.users)
+
+    @property
+    def n_items(self) -> int:
+        """Movies (columns): for a model, the train catalogue."""
+        return len(self.items)
+
+
 @dataclass
-class Interactions:
+class Interactions(Encoded):
     """A ratings table with its encoders: the one training view every model fits on."""
 
     users: IdEncoder
@@ -101,14 +119,6 @@ class Interactions:
         ts = ratings["timestamp"].to_numpy() if "timestamp" in ratings else np.zeros(len(u))
         return cls(users, items, u[keep], i[keep],
                    ratings["rating"].to_numpy(np.float32)[keep], np.asarray(ts, np.int64)[keep])
-
-    @property
-    def n_users(self) -> int:
-        return len(self.users)
-
-    @property
-    def n_items(self) -> int:
-        return len(self.items)
 
     def __len__(self) -> int:
         return len(self.rating)

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from recommender.data.preprocessing import IdEncoder, Interactions
+from recommender.data.preprocessing import Encoded, IdEncoder, Interactions
 from recommender.models.artifacts import write_artifact
 from recommender.models.settings import NoSettings
 from recommender.models.settings import Settings as SettingsBase
@@ -88,7 +88,7 @@ class Context(dict):
         return {key: table_fingerprint(dict.get(self, key)) for key in sorted(self.read)}
 
 
-class Recommender:
+class Recommender(Encoded):
     """Base class: fit on ratings, predict ratings, score the catalogue, save and load."""
 
     name: ClassVar[str] = "base"
@@ -139,16 +139,6 @@ class Recommender:
         raise NotImplementedError
 
     # -- answering -------------------------------------------------------------------------
-
-    @property
-    def n_users(self) -> int:
-        """Users in the training data."""
-        return len(self.users)
-
-    @property
-    def n_items(self) -> int:
-        """Movies in the training data (the train catalogue)."""
-        return len(self.items)
 
     def _check_fitted(self) -> None:
         if self.items is None:
