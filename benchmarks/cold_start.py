@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from recommender.data import load_movielens
+from recommender.data.releases import load_movielens
 from recommender.evaluation import LIGHTFM_REFERENCE, cold_start_table
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"

@@ -100,8 +100,8 @@ def measure_model(name: str, ratings_file: Path, k: int) -> dict:
     ratings = pd.DataFrame(dict(np.load(ratings_file)))
     movies, tags = load_side_tables(side_file(ratings_file))
     cls = model_class(name)
-    params = {**cls.large_data, **{key: v for key, v in EPOCH_RUN.items() if key in cls.defaults}}
-    model = cls(**params)
+    known = cls.Settings.model_fields
+    model = cls(**{**cls.large_data, **{key: v for key, v in EPOCH_RUN.items() if key in known}})
     _reset_peak()
     start, cpu = time.perf_counter(), time.process_time()
     model.fit(ratings, movies=movies, tags=tags)
@@ -221,7 +221,7 @@ def main(argv: list[str] | None = None) -> None:
         return
 
     from recommender.models import MODELS, model_class
-    from recommender.synthetic import make_synthetic
+    from recommender.data.synthetic import make_synthetic
 
     names = args.models or [n for n in MODELS if model_class(n).large_data is not None]
     not_scaling = [n for n in MODELS if n not in names]

@@ -30,7 +30,7 @@ import pandas as pd
 from recommender import metrics
 from recommender.data import read_ratings
 from recommender.models import make_model
-from recommender.synthetic import make_synthetic
+from recommender.data.synthetic import make_synthetic
 
 U20 = Path(__file__).resolve().parents[2] / "shared" / "benchmarks" / "ml-latest-small-u20"
 EPOCHS = 20  # Surprise SVD's default

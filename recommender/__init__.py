@@ -1,6 +1,6 @@
 """Movie-recommendation analysis toolkit: MovieLens data, models, metrics, reports."""
 
-from recommender import quiet
+from recommender.core import quiet
 
 # TensorFlow is imported only where a model needs it, and then without its start-up log.
 quiet.install()

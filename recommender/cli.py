@@ -2,7 +2,7 @@
 
 Bad input exits with status 2 and one line saying what was wrong, a failed run with status 1
 and one line; only a bug shows a traceback. TensorFlow is imported only by the models that
-use it, and quietly (see :mod:`recommender.quiet`).
+use it, and quietly (see :mod:`recommender.core.quiet`).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from recommender.errors import RecommenderError, UsageError
+from recommender.core.errors import RecommenderError, UsageError
 
 __all__ = ["main"]
 
@@ -23,7 +23,7 @@ TOPN_KEYS = ("precision@10", "recall@10", "ndcg@10", "map@10", "hr@10", "coverag
 
 
 def _split_params(pairs: list[str] | None) -> dict[str, str]:
-    """``key=value`` pairs as text; the model converts them (``Recommender.parse_params``)."""
+    """``key=value`` pairs as text; the model's settings parse them (``Settings.from_text``)."""
     params = {}
     for pair in pairs or []:
         key, sep, value = pair.partition("=")
@@ -65,12 +65,13 @@ def _format_table(rows: dict) -> str:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from recommender.data import load_movielens, read_ratings
-    from recommender.evaluation import fit_and_evaluate
+    from recommender.evaluation.protocol import fit_and_evaluate
     from recommender.models import model_class
-    from recommender.reports import atomic_write_text
+    from recommender.core.files import atomic_write_text
 
-    # Unknown names and bad parameters fail before any data is read or model trained.
-    params = model_class(args.model).parse_params(_split_params(args.param))
+    # Unknown names and bad settings fail before any data is read or model trained.
+    cls = model_class(args.model)
+    settings = cls.Settings.from_text(cls.name, _split_params(args.param))
     train, test = read_ratings(args.train), read_ratings(args.test)
     movies = tags = None
     if args.movies:
@@ -78,7 +79,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         data = load_movielens(source.parent if source.is_file() else source)
         movies, tags = data.movies, data.tags
     model, result = fit_and_evaluate(args.model, train, test, movies=movies, tags=tags,
-                                     seed=args.seed, k=args.k, **params)
+                                     seed=args.seed, k=args.k, **settings)
     out = {"model": args.model, **result.metrics}
     print(_format_table(out))
     if args.json:
@@ -91,8 +92,21 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from recommender.models import MODELS, model_summary
+    from recommender.models import MODELS, model_class, model_summary
 
+    if args.name:
+        cls = model_class(args.name)
+        doc, _ = model_summary(args.name)
+        print(f"{args.name}: {doc}\n")
+        rows = cls.Settings.describe()
+        if not rows:
+            print("no settings")
+        widths = {key: max([len(key)] + [len(row[key]) for row in rows])
+                  for key in ("name", "type", "default")}
+        for row in [{"name": "setting", "type": "type", "default": "default",
+                     "help": "what it does"}] * bool(rows) + rows:
+            print("  ".join(f"{row[key]:<{widths[key]}}" for key in widths) + "  " + row["help"])
+        return 0
     for name in MODELS:
         doc, predicts_ratings = model_summary(name)
         kind = "ratings + top-N" if predicts_ratings else "top-N"
@@ -101,7 +115,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_fetch(args: argparse.Namespace) -> int:
-    from recommender.fetch import fetch
+    from recommender.data.fetch import fetch
 
     path = fetch(args.name, data_dir=args.data_dir, force=args.force)
     print(path)
@@ -109,7 +123,7 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 
 
 def cmd_describe(args: argparse.Namespace) -> int:
-    from recommender.data import load_movielens
+    from recommender.data.releases import load_movielens
 
     info = load_movielens(args.name, args.data_dir).describe()
     print(json.dumps(info, indent=2) if args.json else _format_table(info))
@@ -117,8 +131,8 @@ def cmd_describe(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from recommender.config import shown
-    from recommender.runner import run_notebooks
+    from recommender.core.config import shown
+    from recommender.reporting.runner import run_notebooks
 
     result = run_notebooks(dataset=args.dataset, data_dir=args.data_dir,
                            split_dir=args.split_dir, quick=args.quick, seed=args.seed,
@@ -156,12 +170,16 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("--k", type=_positive_int, default=10, help="list length for top-N metrics")
     ev.add_argument("--param", action="append", metavar="KEY=VALUE",
-                    help="override a model hyperparameter (repeatable; typed like its default)")
+                    help="override a model setting (repeatable; `recommender models NAME` lists "
+                         "them)")
     ev.add_argument("--json", help="also write the metrics to this JSON file")
     ev.add_argument("--save-model", help="save the trained model to this artifact folder")
     ev.set_defaults(func=cmd_evaluate)
 
-    sub.add_parser("models", help="list the registered models").set_defaults(func=cmd_models)
+    models = sub.add_parser("models", help="list the registered models, or one model's settings")
+    models.add_argument("name", nargs="?", help="a registered model: print its settings with "
+                        "their defaults and help")
+    models.set_defaults(func=cmd_models)
 
     data = sub.add_parser("data", help="fetch or describe MovieLens releases")
     data_sub = data.add_subparsers(dest="data_command", required=True)

@@ -12,8 +12,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from recommender.data import MovieLens
-from recommender.synthetic import make_synthetic
+from recommender.data.releases import MovieLens
+from recommender.data.synthetic import make_synthetic
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"

@@ -1,10 +1,14 @@
 """The command line: evaluate writes the documented JSON; bad input gives one line and exit 2."""
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 
 from recommender.cli import main
+from recommender.models import MODELS
 
 JSON_KEYS = {"model", "precision@10", "recall@10", "ndcg@10", "map@10", "hr@10",
              "coverage@10", "users", "fit_seconds"}
@@ -12,7 +16,7 @@ JSON_KEYS = {"model", "precision@10", "recall@10", "ndcg@10", "map@10", "hr@10",
 
 @pytest.fixture()
 def split_files(synthetic_small, tmp_path):
-    from recommender.splits import per_user_split
+    from recommender.data.splits import per_user_split
 
     train, test = per_user_split(synthetic_small.ratings, 0.2, seed=0)
     train.to_csv(tmp_path / "train.csv", index=False)
@@ -31,7 +35,7 @@ def test_evaluate_prints_a_table_and_writes_json(split_files, tmp_path, capsys):
     assert (tmp_path / "artifact" / "model.json").is_file()
 
 
-def test_evaluate_accepts_parameter_overrides(split_files, capsys):
+def test_evaluate_accepts_setting_overrides(split_files, capsys):
     train, test = split_files
     assert main(["evaluate", "--model", "ease", "--train", str(train), "--test", str(test),
                  "--param", "l2=50"]) == 0
@@ -39,7 +43,7 @@ def test_evaluate_accepts_parameter_overrides(split_files, capsys):
 
 @pytest.mark.parametrize("argv, message", [
     (["--model", "nope"], "unknown model 'nope'"),
-    (["--model", "ease", "--param", "nonsense=1"], "unknown parameter"),
+    (["--model", "ease", "--param", "nonsense=1"], "ease: unknown setting(s) nonsense"),
     (["--model", "ease", "--param", "novalue"], "expected key=value"),
 ])
 def test_evaluate_bad_arguments_exit_2_with_one_line(argv, message, split_files, capsys):
@@ -76,10 +80,6 @@ def test_data_describe_unknown_release_says_how_to_fetch(tmp_path, capsys):
 
 # -- what a terminal shows: subprocesses, as a user runs the command -------------------------
 
-import os
-import subprocess
-import sys
-
 TF_STARTUP = ("absl::InitializeLog", "oneDNN", "cuda", "cpu_feature_guard", "TensorRT")
 
 
@@ -89,6 +89,7 @@ def _recommender(*args, **kwargs) -> subprocess.CompletedProcess:
                           text=True, timeout=300, **kwargs)
 
 
+@pytest.mark.slow  # a CLI subprocess, end to end
 def test_bad_input_to_a_numpy_model_is_one_line_and_never_imports_tensorflow(split_files,
                                                                               tmp_path):
     _, test = split_files
@@ -108,15 +109,17 @@ def test_bad_input_to_a_numpy_model_is_one_line_and_never_imports_tensorflow(spl
     assert "ndcg@10" in done.stdout and "softmax" in done.stdout
 
 
+@pytest.mark.slow  # a CLI subprocess, end to end
 def test_a_tensorflow_model_prints_no_start_up_log(split_files):
     train, test = split_files
-    done = _recommender("evaluate", "--model", "regression", "--train", train, "--test", test,
+    done = _recommender("evaluate", "--model", "softmax-dnn", "--train", train, "--test", test,
                         "--param", "epochs=1", "--param", "refit=false")
     assert done.returncode == 0, done.stderr
-    assert "rmse" in done.stdout
+    assert "ndcg@10" in done.stdout
     assert not [line for line in done.stderr.splitlines() if any(s in line for s in TF_STARTUP)]
 
 
+@pytest.mark.slow  # a CLI subprocess, end to end
 def test_models_into_a_closed_pipe_prints_no_traceback():
     read, write = os.pipe()
     os.close(read)  # the reader (`| head`) is gone before anything is written
@@ -127,41 +130,80 @@ def test_models_into_a_closed_pipe_prints_no_traceback():
     assert done.stderr == "" and done.returncode != 0
 
 
-def test_models_lists_what_the_classes_say():
-    from recommender.models import MODELS, model_class, model_summary
+# Run in a fresh interpreter, where no model module is imported yet, so that model_summary
+# takes the path `recommender models` takes: reading each model's source, not its class.
+LIST_MODELS = """
+import contextlib, io, json, sys
+from recommender.cli import main
+from recommender.models import MODELS, model_summary
+modules = sorted({entry.split(":")[0] for entry in MODELS.values()})
+before = [m for m in modules if m in sys.modules]
+summaries = {name: model_summary(name) for name in MODELS}
+listing = io.StringIO()
+with contextlib.redirect_stdout(listing):
+    code = main(["models"])
+print(json.dumps({"before": before, "after": [m for m in modules if m in sys.modules],
+                  "tensorflow": "tensorflow" in sys.modules, "summaries": summaries,
+                  "code": code, "listing": listing.getvalue()}))
+"""
 
-    for name in MODELS:
-        cls = model_class(name)
-        assert model_summary(name) == ((cls.__doc__ or "").strip().splitlines()[0],
-                                       cls.predicts_ratings)
+
+@pytest.fixture(scope="module")
+def listed_from_source() -> dict:
+    """One interpreter without TensorFlow (about a second): kept in the fast suite, the only
+    check of the source-reading path."""
+    done = subprocess.run([sys.executable, "-c", LIST_MODELS], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
 
 
-# -- parameters, list length, where results go ------------------------------------------------
+def test_listing_models_reads_their_sources_and_imports_no_tensorflow(listed_from_source):
+    listed = listed_from_source
+    assert listed["before"] == [] and listed["after"] == []  # no model module was imported
+    assert not listed["tensorflow"] and listed["code"] == 0
+    lines = listed["listing"].splitlines()
+    assert [line.split()[0] for line in lines] == list(listed["summaries"]) == list(MODELS)
+    for line, (doc, _) in zip(lines, listed["summaries"].values()):
+        assert line.endswith(doc)
 
-def test_params_take_the_type_of_the_default():
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_model_summary_from_source_is_what_the_class_says(name, listed_from_source):
     from recommender.models import model_class
 
-    parse = model_class("regression").parse_params
+    cls = model_class(name)  # imported here, in this process, after the listing
+    first_line = (cls.__doc__ or "").strip().splitlines()[0]
+    assert listed_from_source["summaries"][name] == [first_line, cls.predicts_ratings]
+
+
+# -- settings, list length, where results go --------------------------------------------------
+
+def test_text_settings_take_the_type_of_the_setting():
+    from recommender.models import model_class
+
+    settings = model_class("softmax-dnn").Settings
+    parse = lambda text: settings.from_text("softmax-dnn", text)  # noqa: E731
     assert parse({"refit": "False", "epochs": "3", "learning_rate": "1e-3",
-                  "hidden": "64,32", "optimizer": "sgd"}) == {
+                  "hidden": "64,32", "loss": "in-batch"}) == {
         "refit": False, "epochs": 3, "learning_rate": 0.001, "hidden": (64, 32),
-        "optimizer": "sgd"}
-    assert parse({"refit": "yes", "hidden": ""}) == {"refit": True, "hidden": ()}
+        "loss": "in-batch"}
+    assert parse({"refit": "yes", "hidden": "[128]"}) == {"refit": True, "hidden": (128,)}
 
 
 @pytest.mark.parametrize("param, message", [
-    ("refit=maybe", "refit: 'maybe' is not a boolean"),
-    ("epochs=2.5", "epochs: '2.5' is not a whole number"),
-    ("l2_factor=lots", "l2_factor: 'lots' is not a number"),
-    ("l2_factor=-1", "l2_factor: '-1' is impossible"),
-    ("l2_factor=nan", "l2_factor: 'nan' is impossible"),
-    ("bogus=1", "unknown parameter(s) bogus"),
+    ("refit=maybe", "setting refit: Input should be a valid boolean"),
+    ("epochs=2.5", "setting epochs: Input should be a valid integer"),
+    ("learning_rate=lots", "setting learning_rate: Input should be a valid number"),
+    ("learning_rate=-1", "setting learning_rate: Input should be greater than 0"),
+    ("learning_rate=nan", "setting learning_rate: Input should be a finite number"),
+    ("bogus=1", "unknown setting(s) bogus"),
     ("=1", "expected key=value"),
 ])
-def test_bad_params_are_refused_in_one_line(param, message, split_files, capsys):
+def test_bad_settings_are_refused_in_one_line(param, message, split_files, capsys):
     train, test = split_files
-    code = main(["evaluate", "--model", "regression", "--train", str(train), "--test", str(test),
-                 "--param", param])
+    code = main(["evaluate", "--model", "softmax-dnn", "--train", str(train), "--test",
+                 str(test), "--param", param])
     err = capsys.readouterr().err.strip()
     assert code == 2 and message in err and len(err.splitlines()) == 1, err
 
@@ -169,10 +211,10 @@ def test_bad_params_are_refused_in_one_line(param, message, split_files, capsys)
 @pytest.mark.parametrize("model, params, message", [
     ("feature-embedding", [], "needs the movies table"),
     ("tag-text", [], "needs the tags table"),
-    ("multitask", ["--param", "preset=foo"], "unknown preset 'foo'"),
-    ("softmax-dnn", ["--param", "loss=foo"], "unknown loss 'foo'"),
+    ("multitask", ["--param", "preset=foo"], "multitask: setting preset"),
+    ("softmax-dnn", ["--param", "loss=foo"], "softmax-dnn: setting loss: Input should be 'full'"),
     ("content", [], "content needs the movies table"),
-    ("regression", ["--param", "optimizer=foo"], "unknown optimizer 'foo'"),
+    ("regression", ["--param", "optimizer=foo"], "regression: setting optimizer"),
 ])
 def test_every_model_reports_bad_settings_and_missing_tables_in_one_line(
         model, params, message, split_files, capsys):
@@ -206,7 +248,7 @@ def test_unwritable_outputs_are_one_line(option, split_files, tmp_path, capsys):
 
 
 def test_a_bug_is_not_disguised_as_bad_input(split_files, monkeypatch):
-    import recommender.evaluation as evaluation
+    import recommender.evaluation.protocol as evaluation
 
     def broken(*args, **kwargs):
         raise TypeError("a programming error")
@@ -218,7 +260,7 @@ def test_a_bug_is_not_disguised_as_bad_input(split_files, monkeypatch):
 
 
 def test_quiet_import_drops_tensorflow_start_up_lines_and_keeps_the_rest(capfd):
-    from recommender.quiet import captured_stderr
+    from recommender.core.quiet import captured_stderr
 
     with captured_stderr():
         os.write(2, b"WARNING: All log messages before absl::InitializeLog() is called are "

@@ -5,7 +5,7 @@ import tomllib
 
 import yaml
 
-from recommender.config import PROJECT_ROOT
+from recommender.core.config import PROJECT_ROOT
 
 
 def test_environment_yml_pins_what_pyproject_pins():

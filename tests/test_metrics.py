@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from recommender import metrics
+from recommender import metrics, topk
 
 
 def test_rmse_and_mae():
@@ -42,7 +42,7 @@ def test_ranking_metrics_reject_users_without_relevant_items():
 def test_top_k_breaks_ties_by_ascending_index_and_excludes_seen():
     scores = np.array([[1.0, 3.0, 3.0, 0.5, 3.0, 2.0]])
     seen = sp.csr_matrix(np.array([[0, 0, 1, 0, 0, 0]]))
-    out = metrics.top_k(lambda users: scores[users], np.array([0]), k=3, n_items=6,
+    out = topk.top_k(lambda users: scores[users], np.array([0]), k=3, n_items=6,
                         exclude=seen)
     assert out.tolist() == [[1, 4, 5]]
 
@@ -50,7 +50,7 @@ def test_top_k_breaks_ties_by_ascending_index_and_excludes_seen():
 def test_top_k_pads_when_fewer_candidates_than_k():
     scores = np.array([[1.0, 2.0, 3.0]])
     seen = sp.csr_matrix(np.array([[1, 1, 0]]))
-    out = metrics.top_k(lambda users: scores[users], np.array([0]), k=2, n_items=3,
+    out = topk.top_k(lambda users: scores[users], np.array([0]), k=2, n_items=3,
                         exclude=seen)
     assert out.tolist() == [[2, -1]]
 
@@ -61,7 +61,7 @@ def test_top_k_skips_columns_nobody_can_get_and_stays_exact():
     scores[:, ::3] = -np.inf  # unmodelled movies (as EASE's beyond max_items)
     scores[0] = -np.inf  # a user with no candidate at all
     seen = sp.random(30, 25, density=0.3, random_state=3, format="csr")
-    out = metrics.top_k(lambda users: scores[users], np.arange(30), 5, 25, seen, batch_size=8)
+    out = topk.top_k(lambda users: scores[users], np.arange(30), 5, 25, seen, batch_size=8)
     masked = scores.copy()
     masked[seen.nonzero()] = -np.inf
     for user, row in enumerate(masked):
@@ -75,8 +75,8 @@ def test_top_k_batched_equals_unbatched():
     seen = sp.random(50, 40, density=0.2, random_state=1, format="csr")
     fn = lambda users: scores[users]  # noqa: E731
     users = np.arange(50)
-    whole = metrics.top_k(fn, users, 10, 40, seen, batch_size=50)
-    batched = metrics.top_k(fn, users, 10, 40, seen, batch_size=7)
+    whole = topk.top_k(fn, users, 10, 40, seen, batch_size=50)
+    batched = topk.top_k(fn, users, 10, 40, seen, batch_size=7)
     np.testing.assert_array_equal(whole, batched)
     # reference: stable sort on -score over candidates
     for u in range(50):
@@ -142,9 +142,9 @@ def test_batched_top_k_matches_brute_force(monkeypatch, n_items, group, threads)
     # (6000, 16) and (413, ...) take the group-maxima bound (413: with columns past the last
     # group), (50, 16) the full selection; with 3 threads, batches are selected concurrently
     # while the next ones are scored
-    monkeypatch.setattr(metrics, "_GROUP", group)
+    monkeypatch.setattr(topk, "_GROUP", group)
     scores, seen = tied_scores(60, n_items, seed=n_items)
-    out = metrics.top_k(lambda users: scores[users], np.arange(60), 10, n_items, seen,
+    out = topk.top_k(lambda users: scores[users], np.arange(60), 10, n_items, seen,
                         batch_size=7, threads=threads)
     assert out.tolist() == brute_force_top_k(scores, seen, 10)
 
@@ -157,7 +157,7 @@ def test_top_k_product_matches_brute_force(threads):
     _, seen = tied_scores(50, 700, seed=8)
     users = np.array([3, 0, 49, 3, 1, 7, 8])  # any order, repeats allowed
     expected = brute_force_top_k(user_table @ item_table, seen, 10)
-    out = metrics.top_k_product(user_table, item_table, users, 10, seen, batch_size=2,
+    out = topk.top_k_product(user_table, item_table, users, 10, seen, batch_size=2,
                                 threads=threads)
     assert out.tolist() == [expected[u] for u in users]
 
@@ -165,7 +165,7 @@ def test_top_k_product_matches_brute_force(threads):
 def test_top_k_never_writes_into_a_borrowed_score_array():
     table = np.arange(12, dtype=np.float32).reshape(3, 4)
     seen = sp.csr_matrix(np.eye(3, 4))
-    metrics.top_k(lambda users: table, np.arange(3), 2, 4, seen)  # hands out its own table
+    topk.top_k(lambda users: table, np.arange(3), 2, 4, seen)  # hands out its own table
     assert table.tolist() == np.arange(12, dtype=np.float32).reshape(3, 4).tolist()
 
 
@@ -178,7 +178,7 @@ def test_top_k_shared_matches_brute_force():
     everyone = np.broadcast_to(item_scores, (80, 300))
     users = np.array([5, 0, 79, 5, 1])  # any order, repeats allowed
     expected = [brute_force_top_k(everyone, seen, 12)[u] for u in users]
-    assert metrics.top_k_shared(item_scores, users, 12, seen, chunk=2).tolist() == expected
-    assert metrics.top_k_shared(item_scores, users, 12).tolist() == \
+    assert topk.top_k_shared(item_scores, users, 12, seen, chunk=2).tolist() == expected
+    assert topk.top_k_shared(item_scores, users, 12).tolist() == \
         [brute_force_top_k(everyone[:1], sp.csr_matrix((1, 300)), 12)[0]] * len(users)
-    assert (metrics.top_k_shared(np.full(4, -np.inf), users, 3) == -1).all()
+    assert (topk.top_k_shared(np.full(4, -np.inf), users, 3) == -1).all()

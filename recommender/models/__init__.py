@@ -1,7 +1,7 @@
 """The model registry: every model of the project, reachable by name.
 
 Names map to ``module:Class`` so that TensorFlow is imported only when a TensorFlow model is
-asked for. A new model is one small module plus one line here.
+asked for. A new model is one small module plus one line here (``docs/adding-a-model.md``).
 """
 
 from __future__ import annotations
@@ -12,18 +12,20 @@ import importlib.util
 import sys
 from pathlib import Path
 
-from recommender.errors import UnknownModel
+from recommender.core.errors import UnknownModel
+from recommender.models.artifacts import read_artifact
 from recommender.models.base import Context, Recommender
+from recommender.models.settings import Settings
 
-__all__ = ["MODELS", "Recommender", "Context", "model_class", "make_model", "load_model",
-           "model_summary"]
+__all__ = ["MODELS", "Recommender", "Context", "Settings", "model_class", "make_model",
+           "load_model", "model_summary"]
 
 MODELS: dict[str, str] = {
     "global-mean": "recommender.models.baselines:GlobalMean",
     "baseline": "recommender.models.baselines:Biases",
     "popularity": "recommender.models.baselines:Popularity",
-    "ease": "recommender.models.baselines:EASE",
-    "ease-rated": "recommender.models.baselines:RatedEASE",
+    "ease": "recommender.models.ease:EASE",
+    "ease-rated": "recommender.models.ease:RatedEASE",
     "regression": "recommender.models.factorization:Regression",
     "regression-hybrid": "recommender.models.factorization:HybridRegression",
     "classification": "recommender.models.factorization:Classification",
@@ -50,14 +52,15 @@ def model_class(name: str) -> type[Recommender]:
     return getattr(importlib.import_module(module), cls)
 
 
-def make_model(name: str, seed: int = 0, **params) -> Recommender:
-    """A new, unfitted model with the shipped (tuned) defaults, overridden by ``params``."""
-    return model_class(name)(seed=seed, **params)
+def make_model(name: str, seed: int = 0, **settings) -> Recommender:
+    """A new, unfitted model with the shipped (tuned) defaults, overridden by ``settings``."""
+    return model_class(name)(seed=seed, **settings)
 
 
 def load_model(path) -> Recommender:
-    """Load any saved model from its artifact folder."""
-    return Recommender.load(path)
+    """Load any saved model from its artifact folder (see :meth:`Recommender.save`)."""
+    name, settings, arrays, meta = read_artifact(path)
+    return model_class(name).from_artifact(settings, arrays, meta)
 
 
 def model_summary(name: str) -> tuple[str, bool]:

@@ -1,20 +1,21 @@
 """The model interface every recommender of the project implements.
 
-A model is fitted on a ratings table and then answers three questions: the rating a user
-would give a movie (:meth:`Recommender.predict`, rating models only), a score for every
-catalogue movie for a batch of users (:meth:`Recommender.score`, which the batched top-K of
-:mod:`recommender.metrics` ranks), and its own persistence through the one artifact format.
+A model is fitted on a ratings table and then answers: the rating a user would give a movie
+(:meth:`Recommender.predict`, rating models only), a score for every catalogue movie for a
+batch of users (:meth:`Recommender.score`, ranked by :mod:`recommender.topk`), scores for
+users known only by their ratings (:meth:`Recommender.score_history`, models that fold in),
+which rated movie explains a recommendation (:meth:`Recommender.explain`), and its own
+persistence through the one artifact format.
 
-Subclasses fill five hooks: ``_fit``, ``_score``, ``_predict`` (rating models), ``_state`` and
-``_set_state``. Hyperparameters are the keys of ``defaults``; they are validated, saved with
-the artifact, and the shipped defaults are the values tuned on a validation slice of train.
+Subclasses set ``name`` and ``Settings`` (typed, see :mod:`recommender.models.settings`) and
+fill the hooks ``_fit``, ``_score``, ``_predict`` (rating models), ``_score_history`` (models
+that fold in), ``_state`` and ``_set_state``. Settings never change after a model is made; the
+shipped defaults are the values tuned on validation slices of train (``docs/models/``).
 """
 
 from __future__ import annotations
 
 import hashlib
-import math
-import re
 import time
 from pathlib import Path
 from typing import Any, ClassVar
@@ -23,10 +24,11 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from recommender.artifacts import read_artifact, write_artifact
-from recommender.errors import ParameterError
-from recommender.metrics import top_k, top_k_product, top_k_shared
-from recommender.preprocessing import IdEncoder, Interactions
+from recommender.data.preprocessing import Encoded, IdEncoder, Interactions
+from recommender.models.artifacts import write_artifact
+from recommender.models.settings import NoSettings
+from recommender.models.settings import Settings as SettingsBase
+from recommender.topk import top_k, top_k_product, top_k_shared
 
 __all__ = ["Recommender", "Context", "fingerprint", "table_fingerprint"]
 
@@ -86,46 +88,19 @@ class Context(dict):
         return {key: table_fingerprint(dict.get(self, key)) for key in sorted(self.read)}
 
 
-def _convert(where: str, text: str, default: Any) -> Any:
-    """``text`` as a value of the type of ``default`` (one element's type for sequences)."""
-    if isinstance(default, bool):
-        lowered = text.strip().lower()
-        if lowered in ("true", "1", "yes", "on"):
-            return True
-        if lowered in ("false", "0", "no", "off"):
-            return False
-        raise ParameterError(f"{where}: {text!r} is not a boolean (true or false)")
-    if isinstance(default, (int, float)):
-        whole = isinstance(default, int)
-        try:
-            value = int(text) if whole else float(text)
-        except ValueError:
-            kind = "a whole number" if whole else "a number"
-            raise ParameterError(f"{where}: {text!r} is not {kind}") from None
-        if not math.isfinite(value) or (default >= 0 and value < 0):
-            raise ParameterError(f"{where}: {text!r} is impossible (expected a finite value"
-                                 f"{' >= 0' if default >= 0 else ''})")
-        return value
-    if isinstance(default, (tuple, list)):
-        element = default[0] if default else 0
-        parts = [p for p in re.split(r"[,\s]+", text.strip().strip("[]()")) if p]
-        return type(default)(_convert(where, p, element) for p in parts)
-    return text
-
-
-class Recommender:
+class Recommender(Encoded):
     """Base class: fit on ratings, predict ratings, score the catalogue, save and load."""
 
     name: ClassVar[str] = "base"
     predicts_ratings: ClassVar[bool] = False
-    defaults: ClassVar[dict[str, Any]] = {}
+    folds_in: ClassVar[bool] = False  # whether score_history serves users outside train
+    Settings: ClassVar[type[SettingsBase]] = NoSettings
     # Settings for MovieLens-25M-sized data (``benchmarks/scale.py`` runs every registered
-    # model with them); ``None``: the model does not scale that far (its docstring says why).
+    # model with them); ``None``: the model does not scale that far (docs/models/ says why).
     large_data: ClassVar[dict[str, Any] | None] = {}
 
-    def __init__(self, seed: int = 0, **params: Any):
-        self._check_known(params)
-        self.params: dict[str, Any] = {**self.defaults, **params}
+    def __init__(self, seed: int = 0, **settings: Any):
+        self.settings = self.Settings.of(self.name, settings)
         self.seed = int(seed)
         self.users: IdEncoder | None = None
         self.items: IdEncoder | None = None
@@ -134,36 +109,16 @@ class Recommender:
         self.rating_scale = (0.5, 5.0)
         self.meta: dict[str, Any] = {}
 
-    @classmethod
-    def _check_known(cls, params: dict) -> None:
-        unknown = sorted(set(params) - set(cls.defaults))
-        if unknown:
-            raise ParameterError(f"{cls.name}: unknown parameter(s) {', '.join(unknown)}; "
-                                 f"known: {', '.join(sorted(cls.defaults)) or 'none'}")
-
-    @classmethod
-    def parse_params(cls, raw: dict[str, str]) -> dict[str, Any]:
-        """Typed hyperparameters from ``key=value`` text (the command line's ``--param``).
-
-        Each value takes the type of the key's default: booleans from true/false (yes/no,
-        1/0), whole numbers, finite numbers (not negative where the default is not),
-        sequences from comma-separated items (``hidden=64,32``), text as is.
-
-        Raises:
-            ParameterError: an unknown key, a value of the wrong type or an impossible one.
-        """
-        cls._check_known(raw)
-        return {key: _convert(f"{cls.name}: parameter {key}", text, cls.defaults[key])
-                for key, text in raw.items()}
-
     # -- fitting ---------------------------------------------------------------------------
 
     def fit(self, train: pd.DataFrame, movies: pd.DataFrame | None = None,
-            tags: pd.DataFrame | None = None) -> "Recommender":
+            tags: pd.DataFrame | None = None, **options: Any) -> "Recommender":
         """Fit on a ratings table (``userId, movieId, rating[, timestamp]``).
 
-        Records ``fit_seconds``, the ``train_fingerprint`` and the ``context_fingerprint`` of the
-        side tables the fit read in :attr:`meta` (saved with the artifact), so a saved model is
+        ``options`` are fit-time arguments particular to a kind of model (the models of the
+        shared training loop take ``on_epoch``, a callback after every epoch). Records
+        ``fit_seconds``, the ``train_fingerprint`` and the ``context_fingerprint`` of the side
+        tables the fit read in :attr:`meta` (saved with the artifact), so a saved model is
         reused only for the data it was trained on.
         """
         start = time.perf_counter()
@@ -172,8 +127,9 @@ class Recommender:
         self.seen = data.matrix("binary")
         self.global_mean = float(np.mean(data.rating))
         self.rating_scale = (float(data.rating.min()), float(data.rating.max()))
+        self.meta = {}
         context = Context(movies=movies, tags=tags)
-        self._fit(data, context)
+        self._fit(data, context, **options)
         self.meta.update(fit_seconds=time.perf_counter() - start,
                          train_fingerprint=fingerprint(train),
                          context_fingerprint=context.fingerprints())
@@ -183,10 +139,6 @@ class Recommender:
         raise NotImplementedError
 
     # -- answering -------------------------------------------------------------------------
-
-    @property
-    def n_items(self) -> int:
-        return len(self.items)
 
     def _check_fitted(self) -> None:
         if self.items is None:
@@ -233,10 +185,11 @@ class Recommender:
 
     def _score_factors(self) -> tuple[np.ndarray, np.ndarray] | None:
         """``(user_table, item_table)`` when every score is the product
-        ``user_table[u] @ item_table`` (float32), else ``None``.
+        ``user_table[u] @ item_table`` (float32; ``(n_users, d)`` and ``(d, n_items)``), else
+        ``None``.
 
         Models that score so (the factor models) return them, so that :meth:`top_k` scores
-        and selects batches on every core (:func:`recommender.metrics.top_k_product`).
+        and selects batches on every core (:func:`recommender.topk.top_k_product`).
         """
         return None
 
@@ -246,7 +199,7 @@ class Recommender:
 
         Movies the user rated in train are left out when ``exclude_seen``; ties go to the
         lower index (ascending movieId); ``-1`` pads lists shorter than ``k``. Batched over
-        users (:func:`recommender.metrics.top_k`), as one product per batch for factor models
+        users (:func:`recommender.topk.top_k`), as one product per batch for factor models
         (:meth:`_score_factors`), or one sort of the catalogue for models whose scores are the
         same for everyone (:meth:`_shared_scores`).
         """
@@ -260,11 +213,6 @@ class Recommender:
         if factors is not None:
             return top_k_product(*factors, user_index, k, exclude, progress=progress)
         return top_k(self.score, user_index, k, self.n_items, exclude, progress=progress)
-
-    @property
-    def folds_in(self) -> bool:
-        """Whether :meth:`fold_in` can score users that are not in the training data."""
-        return type(self)._fold_in is not Recommender._fold_in
 
     def fold_in(self, history: pd.DataFrame, movie_ids=None) -> np.ndarray:
         """Scores for users known only by their ratings, without refitting.
@@ -291,13 +239,49 @@ class Recommender:
         ratings = sp.csr_matrix(
             (history["rating"].to_numpy(np.float32)[keep], (rows[keep], cols[keep])),
             shape=(len(users), self.n_items), dtype=np.float32)
-        candidates = self.items.ids if movie_ids is None else np.asarray(movie_ids)
-        return np.asarray(self._fold_in(ratings, candidates), np.float32)
+        return self.score_history(ratings, movie_ids, user_ids=users)
 
-    def _fold_in(self, ratings: sp.csr_matrix, movie_ids: np.ndarray) -> np.ndarray:
-        """Scores over raw ``movie_ids`` for users given as rows of a users x train-movies
-        ratings matrix (see :meth:`fold_in`)."""
-        raise NotImplementedError(f"{self.name} cannot score users outside its training data")
+    def score_history(self, ratings: sp.csr_matrix, movie_ids=None,
+                      user_ids: np.ndarray | None = None) -> np.ndarray:
+        """Scores for users given as rows of a users x train-movies ratings matrix.
+
+        The hook under :meth:`fold_in` for callers that hold the matrix already (the server
+        keeps each user's row).
+
+        Args:
+            ratings: ``(n_users, n_items)`` ratings, columns in the order of :attr:`items`.
+            movie_ids: raw movie ids to score (default: the train catalogue).
+            user_ids: the raw id of each row, for models that also read what those users did
+                outside the ratings (``tag-text``: the tags they gave); ``None``: unknown.
+
+        Returns:
+            ``(n_users, len(movie_ids))`` float32 scores, a new array.
+
+        Raises:
+            NotImplementedError: the model can only score its training users.
+        """
+        self._check_fitted()
+        if not self.folds_in:
+            raise NotImplementedError(f"{self.name} cannot score users outside its training "
+                                      "data")
+        candidates = self.items.ids if movie_ids is None else np.asarray(movie_ids)
+        if user_ids is None:
+            user_ids = np.full(ratings.shape[0], -1, np.int64)
+        scores = self._score_history(sp.csr_matrix(ratings, dtype=np.float32), candidates,
+                                     np.asarray(user_ids))
+        return np.array(scores, np.float32)  # a copy: callers may write into it
+
+    def _score_history(self, ratings: sp.csr_matrix, movie_ids: np.ndarray,
+                       user_ids: np.ndarray) -> np.ndarray:
+        """Scores over raw ``movie_ids`` for the users of the ``ratings`` rows (see
+        :meth:`score_history`); models that fold in implement it."""
+        raise NotImplementedError
+
+    def explain(self, ratings: sp.csr_matrix, columns: np.ndarray) -> np.ndarray:
+        """For each train-catalogue column of ``columns``, the rated column of the one-user
+        ``ratings`` row that contributed most to its score, or ``-1`` where no rated movie
+        did (and for models whose scores do not decompose so)."""
+        return np.full(len(columns), -1, np.int64)
 
     def _pick(self, scores: np.ndarray, movie_ids: np.ndarray, unknown: float = -np.inf
               ) -> np.ndarray:
@@ -332,10 +316,10 @@ class Recommender:
         return {}
 
     def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
-        """Rebuild the fitted model from its arrays (and ``self.params``)."""
+        """Rebuild the fitted model from its arrays (and :attr:`settings`)."""
 
     def save(self, path: str | Path) -> Path:
-        """Write the fitted model as an artifact folder (see :mod:`recommender.artifacts`)."""
+        """Write the fitted model as an artifact folder (see :mod:`recommender.models.artifacts`)."""
         self._check_fitted()
         seen = self.seen.tocsr()
         arrays = {"_users": self.users.ids, "_items": self.items.ids,
@@ -343,12 +327,13 @@ class Recommender:
         arrays.update(self._state())
         meta = {**self.meta, "seed": self.seed, "global_mean": self.global_mean,
                 "rating_scale": list(self.rating_scale)}
-        return write_artifact(path, self.name, self.params, arrays, meta)
+        return write_artifact(path, self.name, self.settings.as_dict(), arrays, meta)
 
     @classmethod
-    def from_artifact(cls, params: dict, arrays: dict[str, np.ndarray],
+    def from_artifact(cls, settings: dict, arrays: dict[str, np.ndarray],
                       meta: dict) -> "Recommender":
-        model = cls(seed=meta.get("seed", 0), **params)
+        """The fitted model an artifact holds (see :meth:`save`)."""
+        model = cls(seed=meta.get("seed", 0), **settings)
         model.users, model.items = IdEncoder(arrays["_users"]), IdEncoder(arrays["_items"])
         model.seen = sp.csr_matrix(
             (np.ones(len(arrays["_seen_indices"]), np.float32), arrays["_seen_indices"],
@@ -360,14 +345,7 @@ class Recommender:
         model._set_state({k: v for k, v in arrays.items() if not k.startswith("_")})
         return model
 
-    @staticmethod
-    def load(path: str | Path) -> "Recommender":
-        """Load any model of the project from an artifact folder."""
-        from recommender.models import model_class
-
-        name, params, arrays, meta = read_artifact(path)
-        return model_class(name).from_artifact(params, arrays, meta)
 
     def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
-        return f"{type(self).__name__}({args})"
+        args = ", ".join(f"{k}={v!r}" for k, v in self.settings.model_dump().items())
+        return f"{type(self).__name__}(seed={self.seed}, {args})"

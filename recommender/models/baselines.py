@@ -1,14 +1,38 @@
-"""The baselines every model must beat: global mean, regularised biases, popularity, EASE."""
+"""The simplest baselines every model must beat: global mean, regularised biases, popularity."""
 
 from __future__ import annotations
 
 import numpy as np
-import scipy.sparse as sp
-from scipy.linalg import lapack
-from threadpoolctl import threadpool_limits
+from pydantic import Field
 
+from recommender.data.preprocessing import Interactions
 from recommender.models.base import Context, Recommender
-from recommender.preprocessing import Interactions
+from recommender.models.settings import Settings
+
+__all__ = ["GlobalMean", "Biases", "BiasesSettings", "Popularity", "SameForEveryone"]
+
+
+class SameForEveryone(Recommender):
+    """Base of the models that rank every user alike, by one score per movie.
+
+    A subclass sets :attr:`item_scores` in ``_fit`` (and saves it), and may set
+    :attr:`unknown_score`, the score of a movie outside train when folding in.
+    """
+
+    folds_in = True
+    item_scores: np.ndarray
+    unknown_score = 0.0
+
+    def _score(self, user_index):
+        return np.broadcast_to(self.item_scores, (len(user_index), self.n_items))
+
+    def _shared_scores(self):
+        return self.item_scores
+
+    def _score_history(self, ratings, movie_ids, user_ids):
+        """The same scores for a new user as for everyone."""
+        scores = self._pick(self.item_scores, movie_ids, self.unknown_score)
+        return np.repeat(scores[None], ratings.shape[0], 0)
 
 
 class GlobalMean(Recommender):
@@ -30,7 +54,15 @@ class GlobalMean(Recommender):
         return np.zeros(self.n_items, np.float32)
 
 
-class Biases(Recommender):
+class BiasesSettings(Settings):
+    """Settings of :class:`Biases`."""
+
+    reg_user: float = Field(15.0, ge=0, description="shrinkage of a user bias, in ratings")
+    reg_item: float = Field(10.0, ge=0, description="shrinkage of a movie bias, in ratings")
+    epochs: int = Field(10, ge=1, description="alternating sweeps over both biases")
+
+
+class Biases(SameForEveryone):
     """Global mean + user bias + movie bias, fitted by regularised alternating least squares.
 
     The estimator of Surprise's ``BaselineOnly`` (Koren 2010, eq. 2-3): each sweep sets
@@ -39,8 +71,8 @@ class Biases(Recommender):
     """
 
     name = "baseline"
+    Settings = BiasesSettings
     predicts_ratings = True
-    defaults = {"reg_user": 15.0, "reg_item": 10.0, "epochs": 10}
 
     def _fit(self, data: Interactions, context: Context) -> None:
         u, i, r = data.user_index, data.item_index, data.rating.astype(np.float64)
@@ -48,197 +80,39 @@ class Biases(Recommender):
         n_i = np.bincount(i, minlength=data.n_items)
         bu, bi = np.zeros(data.n_users), np.zeros(data.n_items)
         dev = r - self.global_mean
-        for _ in range(self.params["epochs"]):
-            bi = np.bincount(i, dev - bu[u], data.n_items) / (self.params["reg_item"] + n_i)
-            bu = np.bincount(u, dev - bi[i], data.n_users) / (self.params["reg_user"] + n_u)
-        self.user_bias, self.item_bias = bu.astype(np.float32), bi.astype(np.float32)
+        s = self.settings
+        for _ in range(s.epochs):
+            bi = np.bincount(i, dev - bu[u], data.n_items) / (s.reg_item + n_i)
+            bu = np.bincount(u, dev - bi[i], data.n_users) / (s.reg_user + n_u)
+        self.user_bias, self.item_scores = bu.astype(np.float32), bi.astype(np.float32)
+
+    @property
+    def item_bias(self) -> np.ndarray:
+        """The movie biases ``b_i`` (what it ranks by)."""
+        return self.item_scores
 
     def _predict(self, user_index, item_index):
         bu = np.where(user_index >= 0, self.user_bias[user_index], 0.0)
         bi = np.where(item_index >= 0, self.item_bias[item_index], 0.0)
         return self.global_mean + bu + bi
 
-    def _score(self, user_index):
-        return np.broadcast_to(self.item_bias, (len(user_index), self.n_items))
-
-    def _shared_scores(self):
-        return self.item_bias
-
-    def _fold_in(self, ratings, movie_ids):
-        return np.repeat(self._pick(self.item_bias, movie_ids, 0.0)[None], ratings.shape[0], 0)
-
     def _state(self):
         return {"user_bias": self.user_bias, "item_bias": self.item_bias}
 
     def _set_state(self, arrays):
-        self.user_bias, self.item_bias = arrays["user_bias"], arrays["item_bias"]
+        self.user_bias, self.item_scores = arrays["user_bias"], arrays["item_bias"]
 
 
-class Popularity(Recommender):
+class Popularity(SameForEveryone):
     """Scores a movie by its number of train ratings (ties: ascending movieId)."""
 
     name = "popularity"
 
     def _fit(self, data: Interactions, context: Context) -> None:
-        self.counts = data.item_counts().astype(np.float32)
-
-    def _score(self, user_index):
-        return np.broadcast_to(self.counts, (len(user_index), self.n_items))
-
-    def _shared_scores(self):
-        return self.counts
-
-    def _fold_in(self, ratings, movie_ids):
-        """Train counts; a movie outside train has none (0)."""
-        return np.repeat(self._pick(self.counts, movie_ids, 0.0)[None], ratings.shape[0], 0)
+        self.item_scores = data.item_counts().astype(np.float32)
 
     def _state(self):
-        return {"counts": self.counts}
+        return {"counts": self.item_scores}
 
     def _set_state(self, arrays):
-        self.counts = arrays["counts"]
-
-
-class EASE(Recommender):
-    """Embarrassingly Shallow Autoencoder (Steck 2019), closed form.
-
-    ``P = (X^T X + lambda I)^-1`` and ``B = I - P diagMat(1 / diag(P))``; a user's scores are
-    ``x_u B``. With ``rating_weight = 0`` ``X`` is the binary matrix of the reference row;
-    otherwise each rating enters as ``max(1 + rating_weight * (r - user mean), 0.05)``, so a
-    movie the user loved pulls its neighbours up more than one they disliked. The item-item
-    matrix is dense, so only the ``max_items`` most-rated movies are modelled (others score
-    -inf): 20,000 movies take 1.6 GB in float32.
-    """
-
-    name = "ease"
-    defaults = {"l2": 200.0, "rating_weight": 0.0, "max_items": 20_000}
-
-    def _fit(self, data: Interactions, context: Context) -> None:
-        counts = data.item_counts()
-        order = np.lexsort((np.arange(data.n_items), -counts))
-        self.kept = np.sort(order[: self.params["max_items"]])
-        self.inputs = ease_inputs(data.matrix("rating"), self.params["rating_weight"])
-        self._kept = None
-        self.B = ease_weights(self._kept_inputs(), self.params["l2"])
-
-    def _kept_inputs(self) -> sp.csr_matrix:
-        """The input columns of the modelled movies, sliced once (column slicing of a CSR
-        matrix is slow, and scoring every user of ml-25m would repeat it per batch)."""
-        if self._kept is None:
-            every = len(self.kept) == self.inputs.shape[1]
-            self._kept = self.inputs if every else self.inputs[:, self.kept].tocsr()
-        return self._kept
-
-    def _score(self, user_index):
-        part = np.asarray(self._kept_inputs()[user_index] @ self.B)
-        if len(self.kept) == self.n_items:
-            return part
-        scores = np.full((len(user_index), self.n_items), -np.inf, np.float32)
-        scores[:, self.kept] = part
-        return scores
-
-    def _fold_in(self, ratings, movie_ids):
-        """``x B`` for new rows ``x``, weighted as in training."""
-        return self._pick(self.score_inputs(ease_inputs(ratings, self.params["rating_weight"])),
-                          movie_ids)
-
-    def score_inputs(self, inputs: sp.csr_matrix) -> np.ndarray:
-        """``x B`` for rows ``x`` already weighted by :func:`ease_inputs` (the server keeps
-        the weighted row for its reasons); movies outside the modelled ones score -inf.
-
-        Returns:
-            ``(rows, n_items)`` float32, a new array.
-        """
-        if len(self.kept) == self.n_items:
-            return np.asarray(inputs @ self.B)
-        scores = np.full((inputs.shape[0], self.n_items), -np.inf, np.float32)
-        scores[:, self.kept] = np.asarray(inputs[:, self.kept] @ self.B)
-        return scores
-
-    def _state(self):
-        x = self.inputs
-        return {"kept": self.kept, "B": self.B, "x_indptr": x.indptr, "x_indices": x.indices,
-                "x_data": x.data}
-
-    def _set_state(self, arrays):
-        self.kept, self.B = arrays["kept"], arrays["B"]
-        self.inputs = sp.csr_matrix((arrays["x_data"], arrays["x_indices"], arrays["x_indptr"]),
-                                    shape=self.seen.shape)
-        self._kept: sp.csr_matrix | None = None
-
-
-class RatedEASE(EASE):
-    """EASE on rating-weighted inputs (``rating_weight`` and ``l2`` tuned on a validation
-    slice of the u20 train split: NDCG@10 0.2016 vs 0.1875 for binary EASE there)."""
-
-    name = "ease-rated"
-    defaults = {**EASE.defaults, "l2": 300.0, "rating_weight": 0.5}
-
-
-def ease_inputs(ratings: sp.csr_matrix, rating_weight: float = 0.0) -> sp.csr_matrix:
-    """EASE's users x items input: ones, or ``max(1 + rating_weight * (r - user mean), 0.05)``
-    per rated movie, so a movie the user loved pulls its neighbours up more than one they
-    disliked. Same sparsity as ``ratings`` (every stored rating is >= 0.5)."""
-    out = sp.csr_matrix(ratings, dtype=np.float32, copy=True)
-    if not rating_weight:
-        out.data[:] = 1.0
-        return out
-    counts = np.diff(out.indptr)
-    means = np.asarray(out.sum(axis=1)).ravel() / np.maximum(counts, 1)
-    out.data = np.maximum(1.0 + rating_weight * (out.data - np.repeat(means, counts)),
-                          0.05).astype(np.float32)
-    return out
-
-
-def ease_weights(inputs: sp.spmatrix, l2: float) -> np.ndarray:
-    """Steck's EASE item-item matrix ``B = I - P diagMat(1 / diag(P))``,
-    ``P = (X^T X + l2 I)^-1``, with a zero diagonal, from the users x items ``inputs`` X.
-
-    With fewer users than items ``P`` comes from the Woodbury identity,
-    ``P = (I - X^T (l2 I + X X^T)^-1 X) / l2``: a users x users inverse instead of an
-    items x items one (exact; about 1 s instead of 9 s for ml-latest-small).
-
-    Returns:
-        ``(n_items, n_items)`` float32, C-ordered (scoring multiplies by it row-major).
-    """
-    x = sp.csr_matrix(inputs, dtype=np.float64)
-    n_users, n_items = x.shape
-    if n_users < n_items:
-        k_x = np.asarray(x.T @ _spd_inverse((x @ x.T).toarray(), l2)).T
-        inverse = -np.asarray(x.T @ k_x)
-        inverse[np.diag_indices_from(inverse)] += 1.0
-        inverse /= l2
-    else:
-        inverse = _spd_inverse((x.T @ x).toarray(), l2)
-    weights = inverse / (-np.diag(inverse))
-    weights[np.diag_indices_from(weights)] = 0.0
-    return np.ascontiguousarray(weights, dtype=np.float32)
-
-
-def _spd_inverse(gram: np.ndarray, l2: float) -> np.ndarray:
-    """``(gram + l2 I)^-1`` for a symmetric positive semi-definite ``gram``, in place.
-
-    Cholesky (LAPACK ``potrf`` then ``potri``): half the work of a general inverse.
-    """
-    gram[np.diag_indices_from(gram)] += l2
-    # Threaded OpenBLAS 0.3.31 (numpy's and scipy's wheels) segfaults in potrf once the matrix
-    # reaches 2 GiB (measured: n = 14,000 runs, n = 16,384 crashes on 2 threads; OpenBLAS
-    # issue 2562): past that size the factorisation runs on one thread.
-    threads = 1 if gram.nbytes >= 2**31 else None
-    with threadpool_limits(limits=threads, user_api="blas"):
-        factor, info = lapack.dpotrf(gram.T, lower=False, clean=False, overwrite_a=True)
-        if info == 0:
-            inverse, info = lapack.dpotri(factor, lower=False, overwrite_c=True)
-    if info != 0:
-        raise np.linalg.LinAlgError(f"EASE: the Gram matrix plus l2 = {l2:g} is not positive "
-                                    f"definite (LAPACK info {info}); raise l2")
-    # LAPACK saw the transpose (Fortran order) and filled its upper triangle, which is the
-    # lower triangle of the C-ordered view: mirror it onto the upper, block by block.
-    inverse = inverse.T
-    n, block = len(inverse), 2048
-    for lo in range(0, n, block):
-        hi = min(lo + block, n)
-        inverse[:lo, lo:hi] = inverse[lo:hi, :lo].T
-        diagonal = inverse[lo:hi, lo:hi]
-        diagonal[:] = np.tril(diagonal) + np.tril(diagonal, -1).T
-    return inverse
+        self.item_scores = arrays["counts"]

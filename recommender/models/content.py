@@ -1,6 +1,7 @@
-"""Content-based filtering (seed 004): movies described by what they are, not by who watched.
+"""Content-based filtering (the recommender-systems overview, origin 004): movies described by
+what they are, not by who watched them.
 
-A movie's vector is :func:`recommender.preprocessing.content_features` (genres, release
+A movie's vector is :func:`recommender.data.preprocessing.content_features` (genres, release
 decade, title words, tags and their count, and an overview or plot text column when the movies
 table has one; each block L2-normalised) with each block weighted by a parameter, then
 L2-normalised, so a dot product is the cosine similarity of two movies.
@@ -21,37 +22,59 @@ scored from its features the moment it is in the table (:meth:`Content.fold_in`)
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+from pydantic import Field
 
-from recommender.errors import DataError, ParameterError
+from recommender.core.errors import DataError
+from recommender.data.preprocessing import (BLOCK_WEIGHTS, IdEncoder, Interactions,
+                                            content_features, popularity_prior,
+                                            weighted_content)
 from recommender.metrics import RELEVANT_RATING
 from recommender.models.base import Context, Recommender
-from recommender.preprocessing import (BLOCK_WEIGHTS, IdEncoder, Interactions, content_features,
-                                      popularity_prior, weighted_content)
+from recommender.models.settings import Settings
 
-__all__ = ["Content"]
+__all__ = ["Content", "ContentSettings"]
 
-# The parameter that weighs each block of ``content_features``, by feature-name prefix.
-BLOCK_PARAMS = {"genre": "genres", "decade": "decade", "title": "title", "tag": "tags",
-                "tag_count": "tag_count", "overview": "text", "plot": "text"}
+# The setting that weighs each block of ``content_features``, by feature-name prefix.
+BLOCK_SETTINGS = {"genre": "genres", "decade": "decade", "title": "title", "tag": "tags",
+                  "tag_count": "tag_count", "overview": "text", "plot": "text"}
+
+
+def _block(block: str, what: str) -> float:
+    return Field(BLOCK_WEIGHTS[block], ge=0, description=f"weight of the {what} block")
+
+
+class ContentSettings(Settings):
+    """Settings of :class:`Content`."""
+
+    genres: float = _block("genre", "genre")
+    decade: float = _block("decade", "release-decade")
+    title: float = _block("title", "title-word")
+    tags: float = _block("tag", "tag TF-IDF")
+    tag_count: float = _block("tag_count", "tag-count")
+    text: float = _block("overview", "overview or plot text")
+    max_features: int = Field(5000, ge=1, description="words kept per text block")
+    weighting: Literal["liked", "rated", "centred"] = Field(
+        "liked", description="which rated movies make the profile: those rated >= 4, all, or "
+        "all weighted by rating minus the user's mean")
+    prior: float = Field(0.2, ge=0, description="weight of the content-only popularity prior")
 
 
 class Content(Recommender):
     """Item-item cosine over genre, decade, title-word, tag and text features."""
 
     name = "content"
-    defaults = {**{param: BLOCK_WEIGHTS[block] for block, param in BLOCK_PARAMS.items()},
-                "max_features": 5000, "weighting": "liked", "prior": 0.2}
+    Settings = ContentSettings
+    folds_in = True
 
     def _fit(self, data: Interactions, context: Context) -> None:
         if context.movies is None:
             raise DataError(f"{self.name} needs the movies table (titles, genres): pass "
                             "movies= to fit, or --movies to recommender evaluate")
-        if self.params["weighting"] not in ("liked", "rated", "centred"):
-            raise ParameterError(f"{self.name}: weighting must be 'liked', 'rated' or 'centred', got "
-                             f"{self.params['weighting']!r}")
         movies = context.movies.drop_duplicates("movieId")
         self.catalogue = IdEncoder.fit(np.union1d(movies["movieId"], data.items.ids))
         self.features = self.movie_vectors(movies, self.catalogue, context.tags)
@@ -63,7 +86,7 @@ class Content(Recommender):
     def _popularity_prior(self, data: Interactions) -> np.ndarray:
         """:func:`preprocessing.popularity_prior` of every catalogue movie (zeros when
         ``prior`` is 0)."""
-        if not self.params["prior"]:
+        if not self.settings.prior:
             return np.zeros(len(self.catalogue), np.float32)
         counts = np.zeros(len(self.catalogue))
         train_rows = self.catalogue.encode(self.items.ids)
@@ -72,20 +95,20 @@ class Content(Recommender):
 
     def movie_vectors(self, movies: pd.DataFrame, catalogue: IdEncoder,
                       tags: pd.DataFrame | None) -> sp.csr_matrix:
-        """Unit-length rows of :func:`preprocessing.content_features` for ``catalogue``, each
-        block weighted by its parameter (movies absent from ``movies`` get an empty row)."""
+        """Unit-length rows of :func:`~recommender.data.preprocessing.content_features` for ``catalogue``, each
+        block weighted by its setting (movies absent from ``movies`` get an empty row)."""
         features, names = content_features(movies, catalogue.ids, tags,
-                                           max_words=self.params["max_features"])
-        return weighted_content(features, names, {block: self.params[param] for block, param
-                                                  in BLOCK_PARAMS.items()})
+                                           max_words=self.settings.max_features)
+        return weighted_content(features, names, {block: getattr(self.settings, name)
+                                                  for block, name in BLOCK_SETTINGS.items()})
 
     def _weights(self, ratings: sp.csr_matrix) -> sp.csr_matrix:
         """Per-rating weights of the user profile."""
         out = sp.csr_matrix(ratings, dtype=np.float32, copy=True)
         counts = np.diff(out.indptr)
-        if self.params["weighting"] == "liked":
+        if self.settings.weighting == "liked":
             out.data = (out.data >= RELEVANT_RATING).astype(np.float32)
-        elif self.params["weighting"] == "rated":
+        elif self.settings.weighting == "rated":
             out.data[:] = 1.0
         else:
             means = np.asarray(out.sum(axis=1)).ravel() / np.maximum(counts, 1)
@@ -105,13 +128,13 @@ class Content(Recommender):
         """``(users, len(rows))`` scores: cosine of each profile with the movies at ``rows``
         (sparse features times dense profiles: the fast order) plus the weighted prior."""
         cosine = np.asarray(self.features[rows] @ profiles.toarray().T).T
-        return cosine + self.params["prior"] * self.prior[rows]
+        return cosine + self.settings.prior * self.prior[rows]
 
     def _score(self, user_index):
         return self._similarity(self.profiles[user_index],
                                 self.catalogue.encode(self.items.ids))
 
-    def _fold_in(self, ratings, movie_ids):
+    def _score_history(self, ratings, movie_ids, user_ids):
         """Profile from the given ratings, scored over any movie with features (train or
         not); a movie missing from the movies table scores -inf."""
         rows = self.catalogue.encode(movie_ids, unknown="missing")

@@ -1,5 +1,6 @@
-"""Seed 004's demographic filtering: every user gets the best-rated movies, with the IMDB
-weighted rating so that a movie rated 5 by two people does not top the chart.
+"""Demographic filtering (the recommender-systems overview, origin 004): every user gets the
+best-rated movies, by the IMDB weighted rating so that a movie rated 5 by two people does not
+top the chart.
 
 ``WR = v / (v + m) * R + m / (v + m) * C``: ``R`` is the movie's mean rating, ``v`` its
 number of ratings, ``C`` the mean of all movies' mean ratings and ``m`` the ``quantile`` of
@@ -10,12 +11,16 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from pydantic import Field
 
-from recommender.errors import DataError, ParameterError
-from recommender.models.base import Context, Recommender
-from recommender.preprocessing import Interactions
+from recommender.core.errors import DataError, SettingError
+from recommender.data.preprocessing import Interactions
+from recommender.models.base import Context
+from recommender.models.baselines import SameForEveryone
+from recommender.models.settings import Settings
 
-__all__ = ["WeightedPopularity", "weighted_rating", "weighted_chart"]
+__all__ = ["WeightedPopularity", "WeightedPopularitySettings", "weighted_rating",
+           "weighted_chart"]
 
 
 def weighted_rating(votes, mean, m: float, c: float) -> np.ndarray:
@@ -39,7 +44,7 @@ def weighted_chart(ratings: pd.DataFrame, movies: pd.DataFrame | None = None,
                    quantile: float = 0.9, genre: str | None = None,
                    top: int | None = 10) -> pd.DataFrame:
     """The weighted-rating chart, overall or within one genre (``C`` and ``m`` recomputed
-    over that genre's movies, as seed 004's per-genre charts do).
+    over that genre's movies, as the origin system's per-genre charts do).
 
     Args:
         ratings: a ratings table.
@@ -47,13 +52,13 @@ def weighted_chart(ratings: pd.DataFrame, movies: pd.DataFrame | None = None,
         quantile: ``m`` is this quantile of the movies' vote counts, in [0, 1].
         genre: restrict to movies listing this genre.
         top: rows kept (None: all), best first; movies with fewer than ``m`` votes are left
-            out of a chart, as in the seed.
+            out of a chart, as in the origin system.
 
     Returns:
         ``movieId, [title,] votes, mean, weighted`` with ``m`` and ``C`` in ``attrs``.
     """
     if not 0.0 <= quantile <= 1.0:
-        raise ParameterError(f"quantile must be in [0, 1], got {quantile!r}")
+        raise SettingError(f"quantile must be in [0, 1], got {quantile!r}")
     stats = ratings.groupby("movieId")["rating"].agg(votes="size", mean="mean").reset_index()
     if genre is not None:
         if movies is None:
@@ -76,38 +81,32 @@ def weighted_chart(ratings: pd.DataFrame, movies: pd.DataFrame | None = None,
     return chart
 
 
-class WeightedPopularity(Recommender):
+class WeightedPopularitySettings(Settings):
+    """Settings of :class:`WeightedPopularity`."""
+
+    quantile: float = Field(0.9, ge=0, le=1, description="m, the vote count that pulls a movie "
+                            "halfway to the mean, is this quantile of the movies' counts")
+
+
+class WeightedPopularity(SameForEveryone):
     """Ranks every movie by its weighted rating over the train ratings; the same list for
     everyone (demographic filtering). Movies outside train score ``C`` (no votes)."""
 
     name = "weighted-popularity"
-    defaults = {"quantile": 0.9}
+    Settings = WeightedPopularitySettings
 
     def _fit(self, data: Interactions, context: Context) -> None:
-        if not 0.0 <= self.params["quantile"] <= 1.0:
-            raise ParameterError(f"{self.name}: quantile must be in [0, 1], "
-                             f"got {self.params['quantile']!r}")
         votes = data.item_counts()
         sums = np.bincount(data.item_index, data.rating.astype(np.float64), data.n_items)
         mean = sums / np.maximum(votes, 1)
-        self.m = float(np.quantile(votes, self.params["quantile"]))
-        self.c = float(mean.mean())
-        self.weighted = weighted_rating(votes, mean, self.m, self.c).astype(np.float32)
-
-    def _score(self, user_index):
-        return np.broadcast_to(self.weighted, (len(user_index), self.n_items))
-
-    def _shared_scores(self):
-        return self.weighted
-
-    def _fold_in(self, ratings, movie_ids):
-        """The same chart for a new user; a movie outside train has no votes: ``C``."""
-        return np.repeat(self._pick(self.weighted, movie_ids, self.c)[None], ratings.shape[0],
-                         0)
+        self.m = float(np.quantile(votes, self.settings.quantile))
+        self.c = self.unknown_score = float(mean.mean())  # no votes: the prior mean C
+        self.item_scores = weighted_rating(votes, mean, self.m, self.c).astype(np.float32)
 
     def _state(self):
-        return {"weighted": self.weighted, "m_c": np.array([self.m, self.c])}
+        return {"weighted": self.item_scores, "m_c": np.array([self.m, self.c])}
 
     def _set_state(self, arrays):
-        self.weighted = arrays["weighted"]
+        self.item_scores = arrays["weighted"]
         self.m, self.c = (float(x) for x in arrays["m_c"])
+        self.unknown_score = self.c

@@ -1,46 +1,76 @@
-"""Seed 002: users and movies as texts of tags, encoded into one space, cosine similarity.
+"""The tag-text origin system (MovieRecSys): users and movies as texts of tags, encoded into
+one space, compared by cosine similarity.
 
 - A movie's text is the words of every tag users gave it, plus one token for its mean train
   rating rounded to half a star (``<rating 3.5>``; ``<rating none>`` for a movie nobody
-  rated in train) and, with ``genres=True``, one token per genre (the seed left genres out
-  but expected them to help; on our validation they did not, see :class:`TagText`).
+  rated in train) and, with ``genres``, one token per genre.
 - A user's text is the words of the tags they gave the movies of their history, plus the
-  ``top_tags`` (50, as in the seed) most frequent tag words of the movies they liked
-  (rating >= ``like``), cut to ``max_tokens`` (128) distinct tokens by frequency.
-- The encoder is trained here (nothing is downloaded at run time): Keras's
-  ``TextVectorization`` builds the vocabulary and tokenises, a word embedding table is
-  mean-pooled over a text's tokens (weighted by their counts) and a linear layer (the seed's
-  projection) maps both sides into one space; texts are compared by cosine similarity.
-- Training uses the seed's cosine embedding loss: ``1 - cos`` for a pair rated >= ``like``
-  (2.5: "liked or neutral"), ``max(0, cos - margin)`` below it, on a class-balanced sample of
-  pairs (as many disliked as liked pairs, ``per_class`` at most of each). To keep the answer
-  out of the question, each user's history is split at random: half builds the user's text,
-  the other half gives the training pairs (the seed built texts from all ratings, so each
-  positive pair's own tags sat in its user's text). Scoring reads the whole history.
+  ``top_tags`` most frequent tag words of the movies they liked (rating >= ``like``), cut to
+  ``max_tokens`` distinct tokens by frequency.
+- The encoder ``e(t) = W mean_w(emb(w)) + b`` (word embeddings mean-pooled over a text's
+  tokens, weighted by their counts, then the origin system's linear projection) is trained
+  here; Keras's ``TextVectorization`` builds the vocabulary. Scores are ``cos(e(user),
+  e(movie))``.
+- The loss is the origin system's cosine embedding loss: ``1 - cos`` for a pair rated >=
+  ``like``, ``max(0, cos - margin)`` below it, on a class-balanced sample of pairs. Each
+  user's history is split at random: ``profile`` of it builds the user's text, the rest
+  gives the training pairs, so a pair's own tags never sit in its user's text. Scoring reads
+  the whole history.
 
-Early stopping watches the loss on a 10% slice of the pairs. The seed used a pretrained
-BERT; see :class:`TagText` for why no pretrained encoder is offered.
+Early stopping watches the loss on ``validation`` of the pairs (no refit by default). The origin
+system used a pretrained BERT; ``docs/models/tag-text.md`` says why none is offered here, and
+holds the settings and measurements.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Callable, NamedTuple
 
+import keras
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+import tensorflow as tf
+from pydantic import Field
 
-from recommender.errors import DataError
-from recommender.models.base import Context, Recommender
-from recommender.models.softmax import flat_history
-from recommender.preprocessing import IdEncoder, Interactions
+from recommender.core.errors import DataError
+from recommender.data.preprocessing import IdEncoder, Interactions
+from recommender.models.base import Context
+from recommender.models.neural import flat_history, variable
+from recommender.models.settings import TowerSettings
+from recommender.models.tower import TowerModel
+from recommender.models.training import History
 
-__all__ = ["TagText", "cosine_embedding_loss", "pair_similarity"]
+__all__ = ["TagText", "TagTextSettings", "cosine_embedding_loss"]
 
 _RATING_TOKENS = [f"<rating {r / 2:.1f}>" for r in range(1, 11)] + ["<rating none>"]
 
 
-def cosine_embedding_loss(similarity, label, margin: float = 0.0):
+class TagTextSettings(TowerSettings):
+    """Settings of :class:`TagText`."""
+
+    like: float = Field(2.5, description="lowest rating of a pair pulled together (liked or "
+                        "neutral), and of a liked movie in a user's text")
+    top_tags: int = Field(50, ge=0, description="tag words of the liked movies in a user's text")
+    max_tokens: int = Field(128, ge=1, description="distinct tokens kept per text")
+    genres: bool = Field(False, description="add a token per genre to movie texts (needs the "
+                         "movies table)")
+    vocabulary: int = Field(20_000, ge=1, description="most tag words in the vocabulary")
+    dim: int = Field(64, ge=1, description="dimension of the word embeddings and the text space")
+    margin: float = Field(0.0, description="cosine below which a disliked pair costs nothing")
+    per_class: int = Field(20_000, ge=1, description="most training pairs of each class")
+    profile: float = Field(0.5, gt=0, lt=1, description="share of each history that builds the "
+                           "user's text in training (the rest gives the pairs)")
+    batch_size: int = Field(512, ge=1, description="pairs per step")
+    learning_rate: float = Field(3e-3, gt=0, description="Adam's step size")
+    l2: float = Field(0.0, ge=0, description="L2 weight on the word embeddings and projection")
+    validation: float = Field(0.1, ge=0, lt=1, description="share of the training pairs held "
+                              "out to early-stop on")
+    refit: bool = Field(False, description="retrain on all the pairs for the best epoch count "
+                        "(off: the run early-stopped on the held-out pairs is the model)")
+
+
+def cosine_embedding_loss(similarity, label, margin: float = 0.0) -> tf.Tensor:
     """The cosine embedding loss (as in PyTorch's ``CosineEmbeddingLoss``), per pair.
 
     ``1 - cos`` where ``label`` is 1 (pull together), ``max(0, cos - margin)`` where it is -1
@@ -54,8 +84,6 @@ def cosine_embedding_loss(similarity, label, margin: float = 0.0):
     Returns:
         Per-pair losses, a TensorFlow tensor.
     """
-    import tensorflow as tf
-
     similarity = tf.convert_to_tensor(similarity, tf.float32)
     label = tf.convert_to_tensor(label, tf.float32)
     return tf.where(label > 0, 1.0 - similarity, tf.maximum(similarity - margin, 0.0))
@@ -72,65 +100,57 @@ def _top_per_row(matrix: sp.csr_matrix, k: int) -> sp.csr_matrix:
                          shape=matrix.shape)
 
 
-class TagText(Recommender):
-    """Seed 002: tag texts of users and movies, a text encoder, cosine embedding loss.
+class _Pairs(NamedTuple):
+    """Training pairs with the texts they index."""
 
-    See the module docstring. Needs the tags table (the movies table only with
-    ``genres=True``). Movies known from the tags or movies table at fit time are scored
-    from their text even with no rating in train (their rating token is ``<rating none>``).
+    users: sp.csr_matrix  # token counts of each train user's text (from the profile half)
+    movies: sp.csr_matrix  # token counts of each train movie's text
+    pairs: pd.DataFrame  # user, item (indices into the two), label (1 or -1)
 
-    Defaults follow the seed; ``genres`` was checked on a cold-movie validation split carved
-    from the train part of the issue-11 item cold-start split (20% of its movies held out,
-    seed 7; test never seen): without genre tokens AUC 0.625, NDCG@10 0.122; with them
-    0.612, 0.116; so the seed's choice (no genres) stays.
 
-    No pretrained encoder is offered: none of the text encoders on PyPI ships its weights
-    inside the package (sentence-transformers, transformers, model2vec, fastText all fetch
-    them from a hub at run time), and nothing may be downloaded at run time here.
+class TagText(TowerModel):
+    """Tag texts of users and movies, a text encoder, cosine embedding loss (MovieRecSys).
+
+    Needs the tags table (the movies table only with ``genres``). Movies known from the tags
+    or movies table at fit time are scored from their text even with no rating in train (their
+    rating token is ``<rating none>``). A user's own tags (from the tags table given at fit
+    time) count on the movies of their history, matched by ``userId``: pass ``user_ids`` to
+    :meth:`score_history` (:meth:`fold_in` does).
     """
 
     name = "tag-text"
-    defaults: dict[str, Any] = {
-        "like": 2.5, "top_tags": 50, "max_tokens": 128, "genres": False, "vocabulary": 20_000,
-        "dim": 64, "margin": 0.0, "per_class": 20_000, "profile": 0.5, "epochs": 30,
-        "batch_size": 512, "learning_rate": 3e-3, "l2": 0.0, "patience": 3,
-        "validation": 0.1, "progress": False,
-    }
+    Settings = TagTextSettings
+    folds_in = True
 
     # -- texts -----------------------------------------------------------------------------
 
-    def _fit(self, data: Interactions, context: Context) -> None:
-        p = self.params
+    def _prepare(self, data: Interactions, context: Context) -> None:
         tags = context.tags
         if tags is None or tags.empty:
             raise DataError(f"{self.name}: needs the tags table: fit(train, tags=...), or "
-                             "--movies on the command line from a release folder with tags.csv")
-        if p["genres"] and context.movies is None:
+                            "--movies on the command line from a release folder with tags.csv")
+        if self.settings.genres and context.movies is None:
             raise DataError(f"{self.name}: genres=True needs the movies table "
-                             "(or genres=false)")
+                            "(or genres=false)")
         known = [data.items.ids, tags["movieId"].to_numpy()]
         if context.movies is not None:
             known.append(context.movies["movieId"].to_numpy())
         self.catalogue = IdEncoder.fit(np.concatenate(known))
         self._tokenise(tags, context.movies, data)
-        ratings = self.ratings = data.matrix("rating")
-        profile, pairs = self._split_history(ratings)
-        self._train(profile, pairs)
+        self.ratings = data.matrix("rating")
         self.meta["vocabulary"] = len(self.vocabulary)
 
     def _tokenise(self, tags: pd.DataFrame, movies: pd.DataFrame | None,
                   data: Interactions) -> None:
         """Vocabulary, each movie's token counts, and every tag application's tokens."""
-        import keras
-
-        p = self.params
+        s = self.settings
         vectorizer = keras.layers.TextVectorization(
-            max_tokens=p["vocabulary"], standardize="lower_and_strip_punctuation",
+            max_tokens=s.vocabulary, standardize="lower_and_strip_punctuation",
             split="whitespace")
         words = tags["tag"].astype(str).to_numpy()
         vectorizer.adapt(words)
         genre_tokens = []
-        if p["genres"]:
+        if s.genres:
             genre_tokens = sorted({f"<genre {g}>" for g in movies["genres"].explode().dropna()})
         self.vocabulary = np.array(vectorizer.get_vocabulary()[2:] + _RATING_TOKENS
                                    + genre_tokens)
@@ -141,7 +161,7 @@ class TagText(Recommender):
         n, v = len(self.catalogue), len(self.vocabulary)
         counts = sp.csr_matrix((np.ones(len(row), np.float32), (movie, ids[row, pos])),
                                shape=(n, v))
-        if p["genres"]:
+        if s.genres:
             lookup = {t: k for k, t in enumerate(self.vocabulary)}
             table = movies[movies["movieId"].isin(self.catalogue.ids)].explode("genres")
             table = table.dropna(subset=["genres"])
@@ -159,21 +179,21 @@ class TagText(Recommender):
                                      + np.clip(np.round(mean[rated] * 2), 1, 10).astype(int) - 1)
         text = self.movie_tags + sp.csr_matrix((np.ones(n, np.float32),
                                                 (np.arange(n), rating_token)), shape=(n, v))
-        self.movie_text = _top_per_row(text.tocsr(), p["max_tokens"])
+        self.movie_text = _top_per_row(text.tocsr(), s.max_tokens)
 
     def user_text(self, history: sp.csr_matrix, user_ids: np.ndarray) -> sp.csr_matrix:
         """Token counts of each user's text from their history (users x train movies ratings)
         and the tags they gave those movies: own tag words, plus the ``top_tags`` most
         frequent tag words of the movies they liked, cut to ``max_tokens`` tokens."""
-        p = self.params
+        s = self.settings
         rows = self.catalogue.encode(self.items.ids)
         to_catalogue = sp.csr_matrix((np.ones(len(rows), np.float32),
                                       (np.arange(len(rows)), rows)),
                                      shape=(len(rows), len(self.catalogue)))
         watched = history.copy()
         watched.data[:] = 1.0
-        liked = (history >= p["like"]).astype(np.float32)
-        top = _top_per_row((liked @ to_catalogue @ self.movie_tags).tocsr(), p["top_tags"])
+        liked = (history >= s.like).astype(np.float32)
+        top = _top_per_row((liked @ to_catalogue @ self.movie_tags).tocsr(), s.top_tags)
         user, movie, token = self.applications
         u = IdEncoder(np.asarray(user_ids)).encode(user, unknown="missing")
         mine = np.flatnonzero(u >= 0)
@@ -183,45 +203,49 @@ class TagText(Recommender):
         mine = mine[np.isin(u[mine] * n + movie[mine], on_history.row * n + on_history.col)]
         own = sp.csr_matrix((np.ones(len(mine), np.float32), (u[mine], token[mine])),
                             shape=(len(user_ids), len(self.vocabulary)))
-        return _top_per_row((own + top).tocsr(), p["max_tokens"])
+        return _top_per_row((own + top).tocsr(), s.max_tokens)
 
-    def _split_history(self, ratings: sp.csr_matrix) -> tuple[sp.csr_matrix, pd.DataFrame]:
-        """Each user's ratings split at random into the profile (builds the text) and the
-        pairs to train on; the pairs are a class-balanced sample."""
-        p = self.params
+    # -- training --------------------------------------------------------------------------
+
+    def _whole(self, data: Interactions) -> _Pairs:
+        """Each user's ratings split at random into the profile (builds the user's text) and
+        the pairs to train on; the pairs are a class-balanced sample, shuffled."""
+        s = self.settings
+        ratings = self.ratings
         rng = np.random.default_rng(self.seed)
         coo = ratings.tocoo()
-        in_profile = rng.random(coo.nnz) < p["profile"]
+        in_profile = rng.random(coo.nnz) < s.profile
         profile = sp.csr_matrix((coo.data[in_profile], (coo.row[in_profile],
                                                          coo.col[in_profile])),
                                 shape=ratings.shape)
         pairs = pd.DataFrame({"user": coo.row[~in_profile], "item": coo.col[~in_profile],
-                              "label": np.where(coo.data[~in_profile] >= p["like"], 1.0, -1.0)})
-        n = min(p["per_class"], *pairs["label"].value_counts().reindex([1.0, -1.0], fill_value=0))
+                              "label": np.where(coo.data[~in_profile] >= s.like, 1.0, -1.0)})
+        n = min(s.per_class, *pairs["label"].value_counts().reindex([1.0, -1.0], fill_value=0))
         if n == 0:
-            raise DataError(f"{self.name}: train needs ratings both >= and < {p['like']}")
+            raise DataError(f"{self.name}: train needs ratings both >= and < {s.like}")
         pairs = pd.concat([g.sample(n, random_state=self.seed)
                            for _, g in pairs.groupby("label")])
-        return profile, pairs.sample(frac=1.0, random_state=self.seed)
+        return _Pairs(self.user_text(profile, self.users.ids),
+                      self.movie_text[self.catalogue.encode(self.items.ids)],
+                      pairs.sample(frac=1.0, random_state=self.seed))
 
-    # -- training --------------------------------------------------------------------------
+    def _holdout(self, whole: _Pairs) -> tuple[_Pairs, _Pairs | None]:
+        """The first ``validation`` of the (shuffled) pairs to validate on, the rest to train."""
+        n_val = int(round(self.settings.validation * len(whole.pairs)))
+        if not n_val:
+            return whole, None
+        return (whole._replace(pairs=whole.pairs.iloc[n_val:]),
+                whole._replace(pairs=whole.pairs.iloc[:n_val]))
 
-    def _train(self, profile: sp.csr_matrix, pairs: pd.DataFrame) -> None:
-        import tensorflow as tf
-
-        from recommender.training import TrainConfig, fit_loop, strategy
-
-        p = self.params
-        users = self.user_text(profile, self.users.ids)
-        movies = self.movie_text[self.catalogue.encode(self.items.ids)]
-        with strategy().scope():
-            encoder = _encoder(len(self.vocabulary), p, np.random.default_rng(self.seed))
-        n_val = int(round(p["validation"] * len(pairs)))
-        held, fit = pairs.iloc[:n_val], pairs.iloc[n_val:]
+    def _train(self, part: _Pairs, held: _Pairs | None, epochs: int,
+               on_epoch: Callable[[int], None] | None = None) -> tuple[_Encoder, History]:
+        s = self.settings
+        encoder = self._fresh()
 
         def batch_fn(batch: dict, rng) -> dict:
-            return {**{f"user_{k}": v for k, v in flat_history(users[batch["user"]]).items()},
-                    **{f"movie_{k}": v for k, v in flat_history(movies[batch["item"]]).items()},
+            return {**{f"user_{k}": v for k, v in flat_history(part.users[batch["user"]]).items()},
+                    **{f"movie_{k}": v
+                       for k, v in flat_history(part.movies[batch["item"]]).items()},
                     "label": batch["label"]}
 
         def loss_fn(batch):
@@ -229,32 +253,35 @@ class TagText(Recommender):
             u = encoder(*(batch[f"user_{k}"] for k in ("item", "segment", "weight")), n)
             m = encoder(*(batch[f"movie_{k}"] for k in ("item", "segment", "weight")), n)
             cos = tf.reduce_sum(u * m, axis=1)
-            return (cosine_embedding_loss(cos, batch["label"], p["margin"]),
-                    p["l2"] * encoder.penalty())
+            return cosine_embedding_loss(cos, batch["label"], s.margin), s.l2 * encoder.penalty()
 
         def validate() -> float:
-            self.encoder = encoder.weights()
-            cos = np.sum(self._vectors(users[held["user"]])
-                         * self._vectors(movies[held["item"]]), axis=1)
-            return float(np.mean(cosine_embedding_loss(cos, held["label"], p["margin"])))
+            pairs = held.pairs
+            cos = np.sum(self._vectors(held.users[pairs["user"]])
+                         * self._vectors(held.movies[pairs["item"]]), axis=1)
+            return float(np.mean(cosine_embedding_loss(cos, pairs["label"], s.margin)))
 
-        config = TrainConfig(epochs=p["epochs"], batch_size=p["batch_size"],
-                             learning_rate=p["learning_rate"], patience=p["patience"],
-                             seed=self.seed, progress=p["progress"],
-                             jit_compile=False)  # padded texts vary in shape: XLA recompiles
-        data = {"user": fit["user"].to_numpy(np.int64), "item": fit["item"].to_numpy(np.int64),
-                "label": fit["label"].to_numpy(np.float32)}
-        result = fit_loop(encoder, loss_fn, data, config, validate=validate if n_val else None,
-                          batch_fn=batch_fn, description=self.name)
-        self.encoder = encoder.weights()
-        self.meta.update(best_epoch=result.best_epoch, val_loss=result.best_value,
-                         pairs=len(pairs))
+        pairs = part.pairs
+        examples = {"user": pairs["user"].to_numpy(np.int64),
+                    "item": pairs["item"].to_numpy(np.int64),
+                    "label": pairs["label"].to_numpy(np.float32)}
+        result = self._loop(encoder, loss_fn, examples, epochs,
+                            validate=validate if held is not None else None, batch_fn=batch_fn,
+                            on_epoch=on_epoch,
+                            jit_compile=False)  # padded texts vary in shape: XLA recompiles
+        return encoder, result
+
+    def _finish(self, whole: _Pairs) -> None:
+        self.meta["pairs"] = len(whole.pairs)
+
+    def _build(self) -> _Encoder:
+        return _Encoder(len(self.vocabulary), self.settings.dim, np.random.default_rng(self.seed))
 
     # -- answering -------------------------------------------------------------------------
 
     def _vectors(self, text: sp.csr_matrix) -> np.ndarray:
         """Unit vectors of token-count rows: weighted mean of word embeddings, projected."""
-        table, kernel, bias = self.encoder
+        table, kernel, bias = self.module.weights()
         total = np.maximum(np.asarray(text.sum(axis=1)), 1e-12)
         x = np.asarray(text @ table) / total @ kernel + bias
         empty = np.diff(text.tocsr().indptr) == 0
@@ -271,36 +298,29 @@ class TagText(Recommender):
         return self._scores(self.ratings[user_index], self.users.ids[user_index],
                             self.catalogue.encode(self.items.ids))
 
-    def fold_in(self, history: pd.DataFrame, movie_ids=None) -> np.ndarray:
-        """See :meth:`Recommender.fold_in`; a user's own tags (from the tags table given at
-        fit time) count on the movies of ``history``, matched by ``userId``."""
-        self._fold_in_users = np.unique(history["userId"].to_numpy())
-        return super().fold_in(history, movie_ids)
-
-    def _fold_in(self, ratings: sp.csr_matrix, movie_ids: np.ndarray) -> np.ndarray:
+    def _score_history(self, ratings, movie_ids, user_ids):
+        """Scores over any movie with a text (train or not); other movies score ``-inf``."""
         rows = self.catalogue.encode(movie_ids, unknown="missing")
-        scores = self._scores(ratings, self._fold_in_users, np.maximum(rows, 0))
+        scores = self._scores(ratings, user_ids, np.maximum(rows, 0))
         scores[:, rows < 0] = -np.inf
         return scores
 
     # -- persistence -----------------------------------------------------------------------
 
-    def _state(self) -> dict[str, np.ndarray]:
+    def _arrays(self) -> dict[str, np.ndarray]:
         user, movie, token = self.applications
         arrays = {"catalogue": self.catalogue.ids, "vocabulary": self.vocabulary,
-                  "tag_user": user, "tag_movie": movie, "tag_token": token,
-                  **dict(zip(("table", "kernel", "bias"), self.encoder))}
+                  "tag_user": user, "tag_movie": movie, "tag_token": token}
         for name in ("ratings", "movie_tags", "movie_text"):
             matrix = getattr(self, name)
             arrays.update({f"{name}_data": matrix.data, f"{name}_indices": matrix.indices,
                            f"{name}_indptr": matrix.indptr})
         return arrays
 
-    def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
+    def _restore(self, arrays: dict[str, np.ndarray]) -> None:
         self.catalogue = IdEncoder(arrays["catalogue"])
         self.vocabulary = arrays["vocabulary"]
         self.applications = (arrays["tag_user"], arrays["tag_movie"], arrays["tag_token"])
-        self.encoder = (arrays["table"], arrays["kernel"], arrays["bias"])
         shapes = {"ratings": (len(self.users), len(self.items)),
                   "movie_tags": (len(self.catalogue), len(self.vocabulary)),
                   "movie_text": (len(self.catalogue), len(self.vocabulary))}
@@ -310,52 +330,24 @@ class TagText(Recommender):
                 shape=shape))
 
 
-def _encoder(n_tokens: int, params: dict, rng: np.random.Generator):
+class _Encoder(tf.Module):
     """Word embeddings mean-pooled over a text's tokens, then a linear projection."""
-    import tensorflow as tf
 
-    class Encoder(tf.Module):
-        def __init__(self):
-            super().__init__(name="tag_text")
-            d = params["dim"]
-            self.table = tf.Variable(rng.normal(0.0, 0.1, (n_tokens, d)).astype(np.float32))
-            self.kernel = tf.Variable(rng.normal(0.0, np.sqrt(1.0 / d), (d, d))
-                                      .astype(np.float32))
-            self.bias = tf.Variable(tf.zeros([d]))
+    def __init__(self, n_tokens: int, dim: int, rng: np.random.Generator):
+        super().__init__(name="tag_text")
+        self.table = variable(rng, (n_tokens, dim), 0.1, "table")
+        self.kernel = variable(rng, (dim, dim), np.sqrt(1.0 / dim), "kernel")
+        self.bias = tf.Variable(tf.zeros([dim]), name="bias")
 
-        def __call__(self, item, segment, weight, n):
-            total = tf.math.unsorted_segment_sum(weight, segment, n)[:, None]
-            pooled = tf.math.unsorted_segment_sum(weight[:, None] * tf.gather(self.table, item),
-                                                  segment, n) / tf.maximum(total, 1e-12)
-            x = (pooled @ self.kernel + self.bias) * tf.cast(total > 0, tf.float32)
-            return tf.math.l2_normalize(x, axis=1)
+    def __call__(self, item, segment, weight, n):
+        total = tf.math.unsorted_segment_sum(weight, segment, n)[:, None]
+        pooled = tf.math.unsorted_segment_sum(weight[:, None] * tf.gather(self.table, item),
+                                              segment, n) / tf.maximum(total, 1e-12)
+        x = (pooled @ self.kernel + self.bias) * tf.cast(total > 0, tf.float32)
+        return tf.math.l2_normalize(x, axis=1)
 
-        def penalty(self):
-            return tf.reduce_sum(tf.square(self.table)) + tf.reduce_sum(tf.square(self.kernel))
+    def penalty(self) -> tf.Tensor:
+        return tf.reduce_sum(tf.square(self.table)) + tf.reduce_sum(tf.square(self.kernel))
 
-        def weights(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-            return self.table.numpy(), self.kernel.numpy(), self.bias.numpy()
-
-    return Encoder()
-
-
-def pair_similarity(model: TagText, history: pd.DataFrame, pairs: pd.DataFrame) -> pd.DataFrame:
-    """Cosine similarity of user and movie texts for rated pairs, to plot liked vs disliked.
-
-    Args:
-        model: a fitted :class:`TagText`.
-        history: the ratings users are known by (their texts are built from it; e.g. train).
-        pairs: ``userId, movieId, rating`` to score (e.g. test); users absent from
-            ``history`` have an empty text and are dropped.
-
-    Returns:
-        ``pairs`` with ``similarity`` and ``liked`` (rating >= the model's ``like``).
-    """
-    pairs = pairs[pairs["userId"].isin(history["userId"])]
-    movies = np.unique(pairs["movieId"])
-    scores = model.fold_in(history[history["userId"].isin(pairs["userId"])], movies)
-    users = np.unique(pairs["userId"])
-    similarity = scores[np.searchsorted(users, pairs["userId"]),
-                        np.searchsorted(movies, pairs["movieId"])]
-    return pairs.assign(similarity=similarity,
-                        liked=pairs["rating"].to_numpy() >= model.params["like"])
+    def weights(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return self.table.numpy(), self.kernel.numpy(), self.bias.numpy()

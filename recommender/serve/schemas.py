@@ -64,7 +64,8 @@ class Recommendations(BaseModel):
     user: int
     top_n: int
     model: str
-    recommendations: list[str] = Field(description="titles, best first (seed 001's shape)")
+    recommendations: list[str] = Field(description="titles, best first (the shape of the "
+                                       "multitask two-tower origin system's answer)")
     items: list[Recommendation]
 
 

@@ -2,8 +2,8 @@
 
 A user is known by ratings: the dataset's, plus those given through the API (kept in the
 :class:`~recommender.serve.store.RatingsStore`, which win over the dataset's for the same
-movie). Lists come from the item-based model by fold-in (``model.fold_in``), so a new rating
-changes the next list at once, without retraining; predicted ratings come from the rating
+movie). Lists come from the item-based model by fold-in (``model.score_history``), so a new
+rating changes the next list at once, without retraining; predicted ratings come from the rating
 model plus the user's shrunk mean residual on ratings it has not seen (for the ``baseline``
 model that is exactly one ALS step of the user bias).
 """
@@ -25,10 +25,9 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from recommender.data import MovieLens
-from recommender.errors import DataError
+from recommender.data.releases import MovieLens
+from recommender.core.errors import DataError
 from recommender.models import Recommender, load_model, make_model, model_class
-from recommender.models.baselines import EASE, ease_inputs
 from recommender.serve.store import RatingsStore, StoredRating
 
 __all__ = ["ServeConfig", "Catalogue", "Service", "History", "ListCache", "NotFound", "Invalid",
@@ -58,8 +57,8 @@ class ServeConfig:
     dataset: str = "ml-latest-small"
     data_dir: str | None = None
     artifacts: Path | None = None
-    list_model: str = "ease-rated"  # fits in about 1.5 s on ml-latest-small; u20 NDCG@10 0.305
-    rating_model: str = "baseline"  # fits in 0.05 s, RMSE 0.889 (regression: 0.862 in 12 s)
+    list_model: str = "ease-rated"  # fast to fit, the best u20 NDCG@10 of the fast models
+    rating_model: str = "baseline"
     database: str | None = None
     list_cache_mb: float = 64.0
     progress: bool = True
@@ -101,6 +100,12 @@ class Catalogue:
         self.titles = movies["title"].astype(str).tolist()
         self.years = [None if pd.isna(y) else int(y) for y in movies["year"]]
         self.genres = [list(g) for g in movies["genres"]]
+        self.genre_names = sorted({g for gs in self.genres for g in gs})
+        self._count(ratings)
+        self._index_titles()
+
+    def _count(self, ratings: pd.DataFrame) -> None:
+        """Each movie's number of ratings and mean rating, and the order by popularity."""
         index = np.searchsorted(self.ids, ratings["movieId"].to_numpy(np.int64))
         index = np.minimum(index, len(self.ids) - 1)
         known = self.ids[index] == ratings["movieId"].to_numpy(np.int64)
@@ -113,12 +118,17 @@ class Catalogue:
         self.by_popularity = np.lexsort((self.ids, -self.means, -self.counts))
         self.rank = np.empty(len(self.ids), np.int64)
         self.rank[self.by_popularity] = np.arange(len(self.ids))
-        self.genre_names = sorted({g for gs in self.genres for g in gs})
+
+    def _index_titles(self) -> None:
+        """The indexes of :meth:`search` and :meth:`match`.
+
+        Search: both forms of every title sorted (the titles a query starts are a range of
+        it), and one text of them, a line per movie, most rated first (the titles that
+        contain a query are found by ``str.find``, in C, from the most rated on). Match: every
+        way of writing each title, to its movies, most rated first.
+        """
         folded = [t.casefold() for t in self.titles]
         plain = [_plain(t) for t in self.titles]
-        # Search: both forms of every title sorted (the titles a query starts are a range
-        # of it), and one text of them, a line per movie, most rated first (the titles
-        # that contain a query are found by str.find, in C, from the most rated on).
         names = sorted({(name, i) for i, pair in enumerate(zip(folded, plain)) for name in pair})
         self._names = [name for name, _ in names]
         self._name_rows = np.array([i for _, i in names], np.int64)
@@ -285,7 +295,7 @@ def load_models(names: list[str], data: MovieLens, artifacts: Path | None, stric
     Returns:
         ``{name: (model, where it came from)}``.
     """
-    from recommender.progress import progress_bar
+    from recommender.core.progress import progress_bar
 
     catalogue = data.movies["movieId"].to_numpy()
     out: dict[str, tuple[Recommender, str]] = {}
@@ -315,7 +325,7 @@ def load_models(names: list[str], data: MovieLens, artifacts: Path | None, stric
 
 def _check_roles(lists: type[Recommender], ratings: type[Recommender]) -> None:
     """Lists need a model that folds in new users; predictions need a rating model."""
-    if lists._fold_in is Recommender._fold_in:
+    if not lists.folds_in:
         raise Invalid(f"{lists.name} cannot score users outside its training data; lists need "
                       f"a model that folds in (ease-rated, ease, popularity, baseline)")
     if not ratings.predicts_ratings:
@@ -349,8 +359,8 @@ class Service:
     @classmethod
     def from_config(cls, config: ServeConfig) -> "Service":
         """Load the dataset, load or fit the two models, open the store."""
-        from recommender.config import PROCESSED_DIR, REPORTS_DIR
-        from recommender.data import load_movielens
+        from recommender.core.config import PROCESSED_DIR, REPORTS_DIR
+        from recommender.data.releases import load_movielens
 
         _check_roles(model_class(config.list_model), model_class(config.rating_model))
         data = load_movielens(config.dataset, config.data_dir)
@@ -386,6 +396,18 @@ class Service:
         from_api = np.concatenate([np.zeros(keep.sum(), bool), np.ones(len(api), bool)])
         order = np.argsort(movies, kind="stable")
         return History(user_id, movies[order], ratings[order], from_api[order])
+
+    def user_ratings(self, user_id: int) -> dict:
+        """The body of ``GET /users/{user_id}/ratings``: every rating of the user, with titles
+        and whether it came from the dataset or the API."""
+        history = self.history(user_id)
+        c = self.catalogue
+        rows = np.minimum(np.searchsorted(c.ids, history.movies), len(c) - 1)
+        ratings = [{"movie_id": int(m), "title": c.titles[i] if c.ids[i] == m else "",
+                    "rating": float(r), "source": "api" if api else "dataset"}
+                   for m, i, r, api in zip(history.movies, rows, history.ratings,
+                                           history.from_api)]
+        return {"user_id": user_id, "count": len(ratings), "ratings": ratings}
 
     def create_user(self, name: str | None, ratings: dict[int, float]) -> int:
         self._check_movies(ratings)
@@ -447,22 +469,15 @@ class Service:
                              shape=(1, self.list_model.n_items))
 
     def top(self, history: History, n: int) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray]:
-        """The item-based part of a recommendation: the user's row as the list model takes it
-        (EASE: its weighted inputs, else the ratings), the model's scores over its train
-        movies, and the ``n`` best unrated columns. A user the model knows nothing about gets
-        the most rated movies (``row.nnz == 0``)."""
-        model = self.list_model
+        """The item-based part of a recommendation: the user's ratings row over the list
+        model's train movies, the model's scores for it, and the ``n`` best unrated columns.
+        A user the model knows nothing about gets the most rated movies (``row.nnz == 0``)."""
         row = self._encoded(history)
-        # The hooks of Recommender.fold_in, given the row already encoded (fold_in itself
-        # would rebuild it from a DataFrame: a third of the time of a request); EASE's
-        # weighted row is kept for the reasons.
         if row.nnz == 0:
             scores = self._popularity.copy()
-        elif isinstance(model, EASE):
-            row = ease_inputs(row, model.params["rating_weight"])
-            scores = model.score_inputs(row)[0]
-        else:  # a copy: _ranked writes into it, and a model may answer with its own array
-            scores = np.array(model._fold_in(row, model.items.ids)[0])
+        else:  # score_history, not fold_in: the row is already encoded (a DataFrame would
+            # cost a third of a request); its answer is a new array, which _ranked may write
+            scores = self.list_model.score_history(row, user_ids=[history.user_id])[0]
         return row, scores, self._ranked(scores, row.indices, n)
 
     def recommend(self, user_id: int, n: int, stored: list[StoredRating] | None = None
@@ -470,29 +485,36 @@ class Service:
         """The user's top ``n`` unrated movies with predicted ratings and a reason
         (``stored``: the user's API ratings when already read)."""
         history = self.history(user_id, stored)
-        model, c = self.list_model, self.catalogue
         row, scores, top = self.top(history, n)
+        predicted = self.predicted(history, self.list_model.items.decode(top)).tolist()
+        return [{**self.catalogue.describe(self._row_of_col[col]), "score": float(scores[col]),
+                 "predicted_rating": round(rating, 2), "reason": reason,
+                 "because_movie_id": because_id}
+                for col, rating, (reason, because_id) in zip(
+                    top.tolist(), predicted, self._reasons(history, row, top))]
+
+    def _reasons(self, history: History, row: sp.csr_matrix, top: np.ndarray
+                 ) -> list[tuple[str, int | None]]:
+        """Why each column of ``top`` is on the list, and the movie id behind it: the rated
+        movie that contributed most to its score (:meth:`Recommender.explain`) with the
+        user's stars, else the ranking itself."""
+        model = self.list_model
         default = "among the most rated movies" if row.nnz == 0 else f"ranked by {model.name}"
-        because = self._because(row, top)
-        predicted = self.predicted(history, model.items.decode(top)).tolist()
+        because = model.explain(row, top)
         because_ids = model.items.ids[np.maximum(because, 0)]
         rated_as = np.zeros(len(top), np.float32)
         rated_as[because >= 0] = history.ratings[np.searchsorted(history.movies,
                                                                  because_ids[because >= 0])]
-        out = []
-        for col, rating, source, because_id, stars in zip(
-                top.tolist(), predicted, because.tolist(), because_ids.tolist(),
-                rated_as.tolist()):
-            reason = (f"because you rated {c.titles[self._row_of_col[source]]} {stars:g}/5"
-                      if source >= 0 else default)
-            out.append({**c.describe(self._row_of_col[col]), "score": float(scores[col]),
-                        "predicted_rating": round(rating, 2), "reason": reason,
-                        "because_movie_id": because_id if source >= 0 else None})
-        return out
+        titles = self.catalogue.titles
+        return [(f"because you rated {titles[self._row_of_col[source]]} {stars:g}/5", because_id)
+                if source >= 0 else (default, None)
+                for source, because_id, stars in zip(because.tolist(), because_ids.tolist(),
+                                                     rated_as.tolist())]
 
     def recommendations(self, user_id: int, n: int) -> tuple[bytes, bool]:
-        """The JSON body of ``GET /recommend/{user_id}?top_n=n`` (seed 001's shape plus the
-        items of :meth:`recommend`), and whether :attr:`lists` had it.
+        """The JSON body of ``GET /recommend/{user_id}?top_n=n`` (the shape of the multitask
+        two-tower origin system's answer, plus the items of :meth:`recommend`), and whether
+        :attr:`lists` had it.
 
         The user's API ratings are read from the store every time, so the cache never
         answers with a list that a newer rating has changed.
@@ -509,23 +531,6 @@ class Service:
                           ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
         self.lists.put((user_id, n), state, body)
         return body, False
-
-    def _because(self, row: sp.csr_matrix, top: np.ndarray) -> np.ndarray:
-        """For each recommended column, the rated column that contributed most to its score
-        (EASE, given its weighted row ``x``: the largest ``x_j B[j, i]``); -1 where none did,
-        and for other models."""
-        model = self.list_model
-        none = np.full(len(top), -1)
-        if not isinstance(model, EASE) or not len(top) or not row.nnz:
-            return none
-        kept = model.kept
-        pos = np.minimum(np.searchsorted(kept, row.indices), len(kept) - 1)
-        ok = kept[pos] == row.indices
-        if not ok.any():
-            return none
-        contrib = row.data[ok, None] * model.B[np.ix_(pos[ok], np.searchsorted(kept, top))]
-        return np.where(contrib.max(axis=0) > 0, row.indices[ok][np.argmax(contrib, axis=0)],
-                        -1)
 
     def similar(self, movie_id: int, n: int) -> list[dict]:
         """Movies the list model ranks first for someone who rated only ``movie_id`` (5/5):
@@ -561,7 +566,7 @@ class Service:
     def health(self) -> dict:
         from importlib.metadata import version
 
-        from recommender.artifacts import FORMAT_VERSION
+        from recommender.models.artifacts import FORMAT_VERSION
 
         def model_info(model: Recommender) -> dict:
             return {"name": model.name, "source": self.sources.get(model.name, ""),

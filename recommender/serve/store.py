@@ -15,7 +15,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from recommender.errors import UsageError
+from recommender.core.errors import UsageError
 
 __all__ = ["RatingsStore", "StoredRating", "database_url"]
 

@@ -1,11 +1,11 @@
-"""Content model: planted genres, a brand-new movie and a brand-new user, text, artifacts."""
+"""Content model: planted genres, a brand-new movie and a brand-new user, text, titles."""
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from recommender.data import DataError
-from recommender.models import load_model, make_model
+from recommender.core.errors import DataError
+from recommender.models import make_model
 
 # Two taste groups: movies 1-10 are "Horror", 11-20 "Musical"; users 1-10 love horror and
 # dislike musicals, users 11-20 the reverse. Movies 21 (Horror) and 22 (Musical) are in the
@@ -85,10 +85,6 @@ def test_text_column_is_used_when_present():
     assert similarity(fitted) > similarity(plain) + 0.2
 
 
-def test_needs_movies_and_round_trips(model, tmp_path):
+def test_needs_the_movies_table():
     with pytest.raises(DataError, match="needs the movies table"):
         make_model("content").fit(_ratings())
-    again = load_model(model.save(tmp_path / "content"))
-    history = pd.DataFrame({"userId": [7], "movieId": [4], "rating": [5.0]})
-    np.testing.assert_allclose(again.fold_in(history, [21, 22]), model.fold_in(history, [21, 22]))
-    np.testing.assert_allclose(again.score(np.array([0, 3])), model.score(np.array([0, 3])))

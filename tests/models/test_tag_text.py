@@ -1,11 +1,14 @@
-"""Tag text (seed 002): the cosine embedding loss, texts without leaks, learning, fold-in."""
+"""tag-text: the cosine embedding loss, texts without leaks, learning, fold-in with the users'
+own tags, the genre tokens' table (the contract suite covers the rest)."""
 
 import numpy as np
 import pytest
 
-from recommender.models import load_model, make_model
-from recommender.models.tag_text import cosine_embedding_loss, pair_similarity
-from recommender.splits import per_user_split
+from recommender.data.preprocessing import Interactions
+from recommender.data.splits import per_user_split
+from recommender.models import make_model
+from recommender.models.tag_text import cosine_embedding_loss
+from recommender.reporting.analysis.content import pair_similarity
 
 FAST = {"epochs": 4, "patience": 4, "dim": 16, "batch_size": 256, "genres": True}
 
@@ -19,7 +22,7 @@ def test_cosine_embedding_loss_by_hand():
 
 @pytest.fixture(scope="module")
 def fitted():
-    from recommender.synthetic import make_synthetic
+    from recommender.data.synthetic import make_synthetic
 
     data = make_synthetic(n_users=300, n_movies=400, n_ratings=15_000, rank=4, n_genres=8,
                           seed=0)
@@ -29,6 +32,7 @@ def fitted():
     return data, train, test, model
 
 
+@pytest.mark.slow
 def test_liked_pairs_sit_closer_than_disliked_ones(fitted):
     data, train, test, model = fitted
     pairs = pair_similarity(model, train, test)
@@ -38,6 +42,31 @@ def test_liked_pairs_sit_closer_than_disliked_ones(fitted):
     assert liked > disliked + 0.05
 
 
+@pytest.mark.slow
+def test_one_run_early_stopped_on_held_out_pairs_by_default(fitted):
+    data, train, test, model = fitted
+    meta = model.meta
+    assert meta["refit"] is False and len(model.history) == 1
+    assert meta["validation_metric"] == "loss" and 0 <= meta["validation"] < 1
+    assert 1 <= meta["best_epoch"] <= meta["epochs_run"] <= FAST["epochs"]
+    assert meta["pairs"] > 100 and meta["vocabulary"] == len(model.vocabulary)
+
+
+@pytest.mark.slow
+def test_refit_trains_again_on_every_pair_for_the_best_epoch_count(fitted):
+    data, train, test, model = fitted
+    refit = make_model("tag-text", **FAST, refit=True).fit(train, movies=data.movies,
+                                                            tags=data.tags)
+    first, last = refit.history
+    assert refit.meta["refit"] is True and len(last.rows) == first.best_epoch
+    assert "val" not in last.frame() and last.best_value is None  # nothing held out
+    assert last.examples_seen >= first.examples_seen * len(last.rows) / len(first.rows)
+    np.testing.assert_array_equal(refit.history[0].frame()["loss"],  # same first run
+                                  model.history[0].frame()["loss"])
+    assert not np.allclose(refit.score(np.arange(5)), model.score(np.arange(5)))
+
+
+@pytest.mark.slow
 def test_fold_in_a_brand_new_user_and_a_brand_new_movie(fitted):
     data, train, test, model = fitted
     history = train[train["userId"] == 1].assign(userId=10_000)  # a stranger with user 1's taste
@@ -48,14 +77,22 @@ def test_fold_in_a_brand_new_user_and_a_brand_new_movie(fitted):
                                model.fold_in(train[train["userId"] == 1])[0], atol=1e-6)
 
 
-def test_needs_tags(fitted):
-    with pytest.raises(ValueError, match="tags"):
-        make_model("tag-text", **FAST).fit(fitted[1], movies=fitted[0].movies)
-
-
-def test_save_load_round_trip(fitted, tmp_path):
+@pytest.mark.slow
+def test_own_tags_count_through_the_user_ids(fitted):
     data, train, test, model = fitted
-    loaded = load_model(model.save(tmp_path / "tt"))
-    np.testing.assert_array_equal(model.score(np.arange(10)), loaded.score(np.arange(10)))
-    history = train[train["userId"] < 5]
-    np.testing.assert_array_equal(model.fold_in(history), loaded.fold_in(history))
+    tagged = data.tags.merge(train, on=["userId", "movieId"])["userId"].value_counts()
+    user = tagged.index[0]  # the user with the most tags on their own train movies
+    history = train[train["userId"] == user]
+    ratings = Interactions.from_ratings(history, items=model.items).matrix("rating")
+    own = model.score_history(ratings, user_ids=[user])
+    np.testing.assert_array_equal(model.fold_in(history), own)  # fold_in passes the ids
+    np.testing.assert_allclose(own[0], model.score(model.users.encode([user]))[0], atol=1e-6)
+    anonymous = model.score_history(ratings)  # no ids: only the liked movies' tags
+    assert not np.allclose(anonymous, own)
+    text = model.user_text(ratings, np.array([user]))
+    assert text.sum() > model.user_text(ratings, np.array([-1])).sum()
+
+
+def test_genre_tokens_need_the_movies_table(synthetic_small):
+    with pytest.raises(ValueError, match="genres=True needs the movies table"):
+        make_model("tag-text", **FAST).fit(synthetic_small.ratings, tags=synthetic_small.tags)

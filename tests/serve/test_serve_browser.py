@@ -39,6 +39,7 @@ def live_url(service):
     thread.join(timeout=10)
 
 
+@pytest.mark.slow  # end to end: a real server and a real browser
 def test_rate_three_movies_and_watch_the_list_change(live_url):
     expect = sync_api.expect
     with sync_api.sync_playwright() as p:

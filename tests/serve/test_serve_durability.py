@@ -8,9 +8,11 @@ import threading
 import time
 
 import httpx2 as httpx
+import pytest
 from serving import kill_all, server_process
 
 
+@pytest.mark.slow  # end to end: server processes started, killed and started again
 def test_a_killed_server_keeps_every_acknowledged_rating(dataset_folder, tmp_path):
     database = str(tmp_path / "store.sqlite3")
     acknowledged: dict[int, dict[int, float]] = {}

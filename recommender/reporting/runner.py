@@ -1,0 +1,280 @@
+"""Run the numbered notebooks end to end with papermill and publish them as HTML reports.
+
+Each notebook runs in a kernel of its own, started as if from ``notebooks/`` inside a staging
+folder (``reports/.staging-<pid>-*/notebooks``), so its default ``reports_dir = "../reports"``
+lands in the staging folder and the executed notebook shows exactly what an interactive run
+shows: relative paths, no staging folder. Only when every notebook succeeded is the staged
+``reports`` moved over ``reports/``, so a failure or an interruption never overwrites the
+last good reports, and the staging folder is removed whatever happens.
+
+Kernels talk over local (IPC) sockets, not unencrypted TCP, and run with progress bars off
+(``TQDM_DISABLE=1``). Ctrl-C or SIGTERM stops the run within seconds, kernel included.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import signal
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from recommender.core.config import NOTEBOOKS_DIR, REPORTS_DIR
+from recommender.core.errors import NotebookFailed, UsageError
+from recommender.data.fetch import ensure_release
+from recommender.data.releases import RELEASES
+from recommender.reporting.html import export_html, write_index
+from recommender.reporting.records import read_metrics
+
+__all__ = ["NotebookFailed", "RunResult", "notebook_paths", "run_notebooks", "KERNEL_ENV"]
+
+# What every kernel of a run sees on top of the runner's environment.
+KERNEL_ENV = {"TQDM_DISABLE": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
+_STAGING = ".staging-"
+
+
+@dataclass
+class RunResult:
+    reports_dir: Path
+    notebooks: list[dict]
+    seconds: float
+
+
+def notebook_paths(folder: Path = NOTEBOOKS_DIR, only: list[str] | None = None) -> list[Path]:
+    """The numbered notebooks (``NN_topic.ipynb``) in order, optionally filtered by prefix."""
+    paths = sorted(p for p in folder.glob("[0-9][0-9]_*.ipynb"))
+    if only:
+        paths = [p for p in paths if any(p.name.startswith(o) for o in only)]
+        if not paths:
+            raise UsageError(f"no notebook in {folder.name}/ matches {', '.join(only)}")
+    return paths
+
+
+def _failure_message(name: str, exc: BaseException) -> str:
+    cell = getattr(exc, "exec_count", None)
+    ename, evalue = getattr(exc, "ename", type(exc).__name__), getattr(exc, "evalue", str(exc))
+    where = f"cell {cell}" if cell is not None else "a cell"
+    return f"notebook {name} failed in {where}: {ename}: {evalue}"
+
+
+def _kernel_manager_class(sockets: Path, started: list):
+    """A kernel manager class for papermill: IPC sockets under ``sockets``, the run's
+    environment, and every started manager recorded in ``started`` (to stop it on Ctrl-C)."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    class RunKernel(AsyncKernelManager):
+        def __init__(self, **kwargs):
+            super().__init__(transport="ipc", ip=str(sockets / f"k{len(started)}"), **kwargs)
+
+        async def start_kernel(self, **kwargs):
+            kwargs["env"] = {**os.environ, **kwargs.get("env", {}), **KERNEL_ENV}
+            # The kernel's own log says only that shutdown interrupted it ("KeyboardInterrupt
+            # caught in kernel"); cell errors reach the notebook and the run's message.
+            kwargs["extra_arguments"] = [*kwargs.get("extra_arguments", []),
+                                         "--IPKernelApp.log_level=CRITICAL"]
+            started.append(self)
+            return await super().start_kernel(**kwargs)
+
+    return RunKernel
+
+
+def _kill(managers: list) -> None:
+    """Kill the kernels of ``managers`` at once (they sit in sessions of their own, so a
+    terminal's Ctrl-C never reaches them)."""
+    for km in managers:
+        process = getattr(getattr(km, "provisioner", None), "process", None)
+        if process is not None and process.poll() is None:
+            process.kill()
+
+
+def _execute(path: Path, executed: Path, cwd: Path, params: dict, sockets: Path) -> None:
+    """Execute one notebook with papermill in a worker thread, so that the main thread keeps
+    Ctrl-C and SIGTERM (and nbclient installs no handlers that would swallow them)."""
+    import papermill as pm
+
+    started: list = []
+    outcome: dict = {}
+
+    def work() -> None:
+        try:
+            pm.execute_notebook(str(path), str(executed), parameters=params, cwd=str(cwd),
+                                kernel_name="python3", progress_bar=False, log_output=False,
+                                kernel_manager_class=_kernel_manager_class(sockets, started))
+        except BaseException as exc:  # handed to the main thread
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=work, name=f"papermill {path.name}", daemon=True)
+    worker.start()
+    try:
+        while worker.is_alive():
+            worker.join(0.2)
+    except BaseException:
+        _kill(started)
+        worker.join(10)
+        raise
+    if "error" in outcome:
+        raise outcome["error"]
+
+
+@contextlib.contextmanager
+def _stop_on_signals():
+    """Ctrl-C (SIGINT) and SIGTERM stop the run: the staging folder is removed on the way out.
+
+    Both are set explicitly, so that a SIGINT the run inherited as ignored (a job started in
+    the background by a shell) still stops it."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    try:
+        previous = {s: signal.signal(s, interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _remove_abandoned_staging(reports_dir: Path) -> None:
+    """Staging folders of runs that were killed outright (SIGKILL), whose process is gone."""
+    for folder in reports_dir.glob(f"{_STAGING}*"):
+        match = re.match(rf"{re.escape(_STAGING)}(\d+)-", folder.name)
+        if match and not _alive(int(match.group(1))):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _shown_path(path: str | None, cwd: Path) -> str:
+    """A data or split folder as the kernel should get it: relative to its working folder."""
+    if not path:
+        return ""
+    return os.path.relpath(Path(path).expanduser().resolve(), cwd)
+
+
+def run_notebooks(dataset: str = "ml-latest-small", data_dir: str | None = None,
+                  split_dir: str | None = None, quick: bool = False, seed: int = 42,
+                  reports_dir: Path = REPORTS_DIR, only: list[str] | None = None,
+                  progress: bool = True, notebooks_dir: Path = NOTEBOOKS_DIR) -> RunResult:
+    """Execute the notebooks in order, export each to HTML, write ``reports/index.html``.
+
+    Args:
+        dataset: MovieLens release name, or ``synthetic`` for generated data. A release
+            missing from the data folder is fetched first (checksum-verified).
+        data_dir: folder holding the releases (default: ``RECOMMENDER_DATA`` or ``data/raw``).
+        split_dir: folder with ``train.csv``/``test.csv``; default: the fixed benchmark split
+            when one exists for ``dataset``, else a seeded per-user 20% split.
+        quick: small data and few epochs (what the tests use).
+        seed: passed to every notebook.
+        reports_dir: where reports land.
+        only: run only the notebooks whose names start with one of these prefixes.
+        progress: print one line per notebook.
+        notebooks_dir: the folder of numbered notebooks to run.
+
+    Raises:
+        NotebookFailed: naming the notebook and the cell; ``reports_dir`` is left untouched and
+            the failed executed notebook is kept in ``reports_dir/failed/``.
+        DataError: the release is missing and cannot be downloaded (one line on what to do).
+        KeyboardInterrupt: Ctrl-C or SIGTERM; kernels stopped, ``reports_dir`` untouched.
+    """
+    paths = notebook_paths(Path(notebooks_dir), only=only)
+    if not quick and dataset in RELEASES:
+        ensure_release(dataset, data_dir, progress=progress)
+    reports_dir = Path(reports_dir)
+    reports_dir.mkdir(parents=True, exist_ok=True)
+    _remove_abandoned_staging(reports_dir)
+    done: list[dict] = []
+    start = time.perf_counter()
+    with _staging(reports_dir) as (cwd, staged, sockets), _stop_on_signals():
+        params = {"dataset": dataset, "data_dir": _shown_path(data_dir, cwd),
+                  "split_dir": _shown_path(split_dir, cwd), "quick": bool(quick),
+                  "seed": int(seed)}
+        for path in paths:
+            done.append(_run_one(path, staged, cwd, params, sockets, reports_dir, progress))
+        total = time.perf_counter() - start
+        _publish(staged, reports_dir)
+    _write_index(reports_dir, done, dataset, split_dir, seed, quick, total)
+    return RunResult(reports_dir, done, total)
+
+
+@contextlib.contextmanager
+def _staging(reports_dir: Path):
+    """``(kernel working folder, staged reports, socket folder)`` of one run, removed at the
+    end whatever happens; the staged reports start with the last run's metrics, so that a
+    partial run (``--only``) still builds the full comparison."""
+    staging = Path(tempfile.mkdtemp(prefix=f"{_STAGING}{os.getpid()}-", dir=reports_dir))
+    sockets = Path(tempfile.mkdtemp(prefix="recommender-kernels-"))  # short socket paths
+    try:
+        cwd, staged = staging / "notebooks", staging / "reports"
+        cwd.mkdir()
+        staged.mkdir()
+        if (reports_dir / "metrics").is_dir():
+            shutil.copytree(reports_dir / "metrics", staged / "metrics")
+        yield cwd, staged, sockets
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(sockets, ignore_errors=True)
+
+
+def _run_one(path: Path, staged: Path, cwd: Path, params: dict, sockets: Path,
+             reports_dir: Path, progress: bool) -> dict:
+    """Execute one notebook into the staging folder and export it to HTML.
+
+    Raises:
+        NotebookFailed: the executed notebook is kept in ``reports_dir/failed/``.
+    """
+    executed = staged / path.name
+    start = time.perf_counter()
+    if progress:
+        print(f"running {path.name} ...", file=sys.stderr, flush=True)
+    try:
+        _execute(path, executed, cwd, params, sockets)
+    except Exception as exc:
+        failed = reports_dir / "failed"
+        failed.mkdir(exist_ok=True)
+        if executed.exists():
+            shutil.copy2(executed, failed / path.name)
+        raise NotebookFailed(_failure_message(path.name, exc)) from None
+    export_html(executed, staged / f"{path.stem}.html")
+    seconds = time.perf_counter() - start
+    if progress:
+        print(f"  done in {seconds:.1f} s", file=sys.stderr, flush=True)
+    return {"name": path.name, "html": f"{path.stem}.html", "seconds": seconds}
+
+
+def _write_index(reports_dir: Path, done: list[dict], dataset: str, split_dir: str | None,
+                 seed: int, quick: bool, total: float) -> None:
+    """``index.html`` from the metrics the notebooks of this run recorded."""
+    metrics = read_metrics(reports_dir)
+    ran = [metrics.get(Path(n["name"]).stem, {}) for n in done]  # this run's, not stale ones
+    split = next((m["split"] for m in ran if "split" in m),
+                 f"files: {Path(split_dir).name}" if split_dir else "per-user 20% (seeded)")
+    run_info = {"dataset": dataset, "split": split, "seed": seed, "quick": quick,
+                "total seconds": f"{total:.1f}"}
+    comparison = metrics.get("07_model_comparison", {})
+    write_index(reports_dir, done, run_info, comparison.get("table"), comparison.get("baselines"))
+
+
+def _publish(staging: Path, reports_dir: Path) -> None:
+    """Move every staged file over ``reports_dir`` (file by file, each an atomic rename)."""
+    for src in sorted(staging.rglob("*")):
+        if src.is_file():
+            dst = reports_dir / src.relative_to(staging)
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            src.replace(dst)

@@ -1,0 +1,192 @@
+"""`recommender run` end to end: every notebook on quick synthetic data, then the index page.
+
+Also: a failing notebook stops the run with its name and cell, and the last good reports stay.
+"""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_notebook
+
+from recommender.core.config import PROJECT_ROOT
+from recommender.models import MODELS
+from recommender.reporting.runner import NotebookFailed, notebook_paths, run_notebooks
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    reports = tmp_path_factory.mktemp("reports")
+    return run_notebooks(quick=True, reports_dir=reports, progress=False)
+
+
+def test_every_notebook_is_published_as_html(quick_run):
+    names = [p.name for p in notebook_paths()]
+    assert [n["name"] for n in quick_run.notebooks] == names
+    for path in notebook_paths():
+        assert (quick_run.reports_dir / f"{path.stem}.html").stat().st_size > 0, path.name
+        assert (quick_run.reports_dir / "metrics" / f"{path.stem}.json").is_file(), path.name
+
+
+# What a reader must never see in a report: where the machine keeps things, and start-up logs.
+ABSOLUTE_PATH = re.compile(r"(?<![\w.:/])/(?:home|root|tmp|work|var|usr|opt|Users)/[\w.-]+")
+NOISE = ("absl::InitializeLog", "oneDNN custom operations", "cuda_platform", "cudart_stub",
+         "cpu_feature_guard", "TqdmWarning", "IProgress not found", ".staging-",
+         "without encryption")
+
+
+def test_reports_hold_no_machine_paths_no_start_up_log_and_offline_math(quick_run):
+    pages = sorted(quick_run.reports_dir.glob("*.html"))
+    assert len(pages) == len(notebook_paths()) + 1
+    for page in pages:
+        text = page.read_text()
+        for needle in (str(PROJECT_ROOT), str(quick_run.reports_dir), sys.prefix):
+            assert needle not in text, (page.name, needle)
+        assert not ABSOLUTE_PATH.search(text), (page.name, ABSOLUTE_PATH.search(text))
+        for noise in NOISE:
+            assert noise not in text, (page.name, noise)
+        assert "mathjax" not in text.lower() and "<script src=" not in text, page.name
+    regression = (quick_run.reports_dir / "02_regression_model.html").read_text()
+    assert "<math" in regression and "\\hat{y}" not in regression  # formulas as MathML
+
+
+def test_index_opens_with_the_comparison_picture_then_words_then_the_table(quick_run):
+    page = (quick_run.reports_dir / "index.html").read_text()
+    comparison = page.split("<h2>Notebooks</h2>")[0]
+    picture, words, table = (comparison.index("<img src='figures/index_comparison.png'"),
+                             comparison.index("<p>Best NDCG@10"), comparison.index("<table>"))
+    assert picture < words < table
+    assert (quick_run.reports_dir / "figures" / "index_comparison.png").stat().st_size > 0
+
+
+def test_index_puts_every_registered_model_in_the_comparison_table(quick_run):
+    page = (quick_run.reports_dir / "index.html").read_text()
+    comparison, rest = page.split("<h2>Notebooks</h2>")
+    assert "<h2>Model comparison</h2>" in comparison
+    for name in MODELS:
+        assert f"<td>{name}</td>" in comparison, name
+    for path in notebook_paths():
+        assert f"href='{path.stem}.html'" in rest
+    assert "total seconds" in rest and "version: tensorflow" in rest
+    assert "per-user 20% (seeded)" in rest  # the split the quick run used
+
+
+def test_comparison_metrics_list_every_model_with_intervals(quick_run):
+    doc = json.loads((quick_run.reports_dir / "metrics" / "07_model_comparison.json").read_text())
+    assert [row["model"] for row in doc["table"]] == list(MODELS)
+    assert all(row["ndcg@10_low"] <= row["ndcg@10"] <= row["ndcg@10_high"]
+               for row in doc["table"])
+
+
+def _write_notebook(path, *sources):
+    nb = new_notebook(cells=[new_code_cell("seed = 0", metadata={"tags": ["parameters"]}),
+                             *(new_code_cell(s) for s in sources)])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}
+    nbformat.write(nb, path)
+
+
+def test_failing_notebook_names_notebook_and_cell_and_keeps_last_reports(tmp_path):
+    notebooks, reports = tmp_path / "notebooks", tmp_path / "reports"
+    notebooks.mkdir()
+    _write_notebook(notebooks / "01_ok.ipynb", "x = 1")
+    run_notebooks(dataset="synthetic", reports_dir=reports, notebooks_dir=notebooks,
+                  progress=False)
+    before = {p: p.read_bytes() for p in reports.rglob("*") if p.is_file()}
+    assert reports / "index.html" in before and reports / "01_ok.html" in before
+
+    _write_notebook(notebooks / "02_fail.ipynb", "y = 2", "raise ValueError('boom')")
+    message = r"notebook 02_fail\.ipynb failed in cell \d+: ValueError: boom"
+    with pytest.raises(NotebookFailed, match=message):
+        run_notebooks(dataset="synthetic", reports_dir=reports, notebooks_dir=notebooks,
+                      progress=False)
+    after = {p: p.read_bytes() for p in reports.rglob("*")
+             if p.is_file() and "failed" not in p.relative_to(reports).parts}
+    assert after == before
+    assert (reports / "failed" / "02_fail.ipynb").is_file()
+    assert not any(re.match(r"\.staging-", p.name) for p in reports.iterdir())
+
+
+def _sleeping_notebooks(folder: Path) -> None:
+    """One notebook whose kernel writes its pid, then works for a minute."""
+    folder.mkdir()
+    _write_notebook(folder / "01_sleep.ipynb",
+                    "import os, pathlib, time\n"
+                    "pathlib.Path(os.environ['PID_FILE']).write_text(str(os.getpid()))\n"
+                    "time.sleep(60)")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return not Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_stops_the_run_and_its_kernel_within_seconds(tmp_path, signum):
+    notebooks, reports, pid_file = tmp_path / "notebooks", tmp_path / "reports", tmp_path / "pid"
+    _sleeping_notebooks(notebooks)
+    code = ("import sys; from recommender.reporting.runner import run_notebooks; "
+            f"run_notebooks(dataset='synthetic', reports_dir={str(reports)!r}, "
+            f"notebooks_dir={str(notebooks)!r}, "
+            "progress=False)")
+    runner = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True,
+                              env={**os.environ, "PID_FILE": str(pid_file)})
+    deadline = time.monotonic() + 120
+    while not pid_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert pid_file.exists(), "the kernel never started"
+    kernel = int(pid_file.read_text())
+    runner.send_signal(signum)
+    start = time.monotonic()
+    runner.wait(timeout=30)
+    assert time.monotonic() - start < 10
+    assert runner.returncode != 0
+    time.sleep(0.5)
+    assert not _alive(kernel), "the kernel outlived the run"
+    assert not list(reports.glob(".staging-*"))
+    assert not (reports / "index.html").exists()
+
+
+def test_a_missing_release_is_fetched_and_offline_says_what_to_do(tmp_path, monkeypatch):
+    import urllib.error
+
+    from recommender.core.errors import DataError
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr("urllib.request.urlopen", offline)
+    notebooks, reports = tmp_path / "notebooks", tmp_path / "reports"
+    notebooks.mkdir()
+    _write_notebook(notebooks / "01_ok.ipynb", "x = 1")
+    with pytest.raises(DataError) as info:
+        run_notebooks(dataset="ml-latest-small", data_dir=str(tmp_path / "empty"),
+                      reports_dir=reports, notebooks_dir=notebooks, progress=False)
+    message = str(info.value)
+    assert len(message.splitlines()) == 1 and "could not download" in message
+    assert f"unzip it into {tmp_path / 'empty' / 'ml-latest-small'}" in message
+    assert not reports.exists() or not list(reports.iterdir())
+
+
+def test_a_run_prints_no_kernel_warning_and_no_start_up_log(tmp_path, capfd):
+    notebooks = tmp_path / "notebooks"
+    notebooks.mkdir()
+    _write_notebook(notebooks / "01_tf.ipynb", "import recommender, tensorflow as tf\nx = tf.ones(2)")
+    run_notebooks(dataset="synthetic", reports_dir=tmp_path / "reports",
+                  notebooks_dir=notebooks, progress=False)
+    err = capfd.readouterr().err
+    assert not [noise for noise in (*NOISE, "KeyboardInterrupt caught") if noise in err], err
+    page = (tmp_path / "reports" / "01_tf.html").read_text()
+    assert not [noise for noise in NOISE if noise in page]
