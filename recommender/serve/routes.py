@@ -92,9 +92,10 @@ class UserRoute(APIRoute):
 
 
 Svc = Annotated[Service, Depends(current_service)]
-UserId = Annotated[int, Whole, Path(ge=1, le=MAX_ID, description="a dataset or API user")]
-MovieId = Annotated[int, Whole, Path(ge=1, le=MAX_ID)]
-TopN = Annotated[int, Whole, Query(ge=1, le=100)]
+# Whole after Path/Query, so that the schema keeps their bounds (minimum, maximum).
+UserId = Annotated[int, Path(ge=1, le=MAX_ID, description="a dataset or API user"), Whole]
+MovieId = Annotated[int, Path(ge=1, le=MAX_ID), Whole]
+TopN = Annotated[int, Query(ge=1, le=100), Whole]
 
 status_routes = APIRouter(tags=["status"])
 movie_routes = APIRouter(tags=["movies"], responses=ERRORS)
@@ -128,7 +129,7 @@ async def health(service: Svc, request: Request) -> dict:
 
 
 @movie_routes.get("/movies", response_model=list[Movie])
-async def movies(service: Svc, limit: Annotated[int, Whole, Query(ge=1, le=100)] = 20,
+async def movies(service: Svc, limit: Annotated[int, Query(ge=1, le=100), Whole] = 20,
                  search: Annotated[str | None, Query(max_length=100)] = None) -> list[dict]:
     """Movies, most rated first; with ``search``, titles containing it, case and accents
     folded (autocomplete)."""
@@ -144,9 +145,9 @@ async def movie(service: Svc, movie_id: MovieId) -> dict:
 
 @movie_routes.get("/movies/{movie_id}/similar", response_model=Similar)
 async def similar(service: Svc, request: Request, movie_id: MovieId, top_n: TopN = 10,
-                  user: Annotated[int | None, Whole, Query(
+                  user: Annotated[int | None, Query(
                       ge=1, le=MAX_ID, description="leave out the movies this user rated "
-                                                   "(read as their ratings are)")] = None
+                                                   "(read as their ratings are)"), Whole] = None
                   ) -> dict:
     """More like this: what the list model ranks first for someone who loved this movie."""
     history = None

@@ -1,14 +1,15 @@
 """Request and response bodies of the API (Pydantic), so the OpenAPI schema documents them.
 
 Request bodies are strict: a number is a JSON number (``true`` is not 1 star, ``"4.5"`` is not
-4.5), and no field beyond those documented.
+4.5; an id may be written ``2.0``, an integer as JSON Schema counts them), and no field beyond
+those documented.
 """
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 __all__ = ["MAX_ID", "Id", "Rating", "RatingIn", "RatingsIn", "NewUser", "Created", "Movie",
            "PopularMovie", "Live", "Ready", "Removed",
@@ -18,13 +19,23 @@ __all__ = ["MAX_ID", "Id", "Rating", "RatingIn", "RatingsIn", "NewUser", "Create
 
 MAX_ID = 2**31 - 1
 MAX_RATINGS_PER_REQUEST = 500
-Id = Annotated[int, Field(ge=1, le=MAX_ID, strict=True)]
+
+
+def _number(value: object) -> object:
+    """A JSON number only: Pydantic would take ``true`` as 1 and ``"4.5"`` as 4.5."""
+    if isinstance(value, (bool, str, bytes)):
+        raise ValueError("expected a number, not text or true/false")
+    return value
+
+
+Id = Annotated[int, Field(ge=1, le=MAX_ID), BeforeValidator(_number)]
 Rating = Annotated[float, Field(ge=0.5, le=5.0, multiple_of=0.5, allow_inf_nan=False,
-                                strict=True, description="0.5 to 5 stars in steps of 0.5")]
+                                description="0.5 to 5 stars in steps of 0.5"),
+                   BeforeValidator(_number)]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid")
 
 
 class RatingIn(_Strict):

@@ -20,7 +20,8 @@ from fastapi.testclient import TestClient  # noqa: E402
 
 from recommender.models import make_model  # noqa: E402
 from recommender.serve import RatingsStore, Service, create_app  # noqa: E402
-from serving import free_port  # noqa: E402
+from recommender.serve.app import Policy  # noqa: E402
+from serving import LOCAL, OPERATOR_TOKEN, free_port  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -41,7 +42,9 @@ def service(fitted, tmp_path) -> Service:
 
 @pytest.fixture
 def client(service) -> TestClient:
-    with TestClient(create_app(service=service)) as c:
+    """The app as on loopback (reads open), with an operator token (``serving.OPERATOR``)."""
+    with TestClient(create_app(service=service, policy=Policy(operator_token=OPERATOR_TOKEN)),
+                    base_url=LOCAL) as c:
         yield c
 
 

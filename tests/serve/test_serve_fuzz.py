@@ -9,8 +9,11 @@ schemathesis = pytest.importorskip("schemathesis", reason="schemathesis is not i
 from hypothesis import HealthCheck, settings  # noqa: E402
 
 from recommender.serve import RatingsStore, Service, create_app  # noqa: E402
+from recommender.serve.app import Policy  # noqa: E402
+from recommender.serve.middleware import LOOPBACK_HOSTS  # noqa: E402
 
-APP = create_app()  # routes and schema only; the service is attached below
+# Routes and schema only; the service is attached below. Schemathesis sends Host: testserver.
+APP = create_app(policy=Policy(allowed_hosts=LOOPBACK_HOSTS + ("testserver",)))
 SCHEMA = schemathesis.openapi.from_asgi("/openapi.json", APP)
 
 

@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 
 from recommender.serve import Service, create_app
 from recommender.serve.store import RatingsStore, database_url
+from serving import LOCAL, bearer
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -79,12 +80,14 @@ def test_a_failed_transaction_writes_nothing(store):
 
 def test_the_api_runs_on_either_store(store, fitted):
     data, lists, ratings = fitted
-    with TestClient(create_app(service=Service(data, lists, ratings, store))) as c:
+    with TestClient(create_app(service=Service(data, lists, ratings, store)),
+                    base_url=LOCAL) as c:
         first = {"ratings": [{"movie_id": 5, "rating": 5.0}]}
-        user = c.post("/users", json=first).json()["user_id"]
+        created = c.post("/users", json=first).json()
+        user = created["user_id"]
         before = c.get(f"/recommend/{user}").json()["items"]
-        assert c.put(f"/users/{user}/ratings", json={"ratings": [
-            {"movie_id": before[0]["movie_id"], "rating": 4.5}]}).status_code == 200
+        assert c.put(f"/users/{user}/ratings", headers=bearer(created["secret"]), json={
+            "ratings": [{"movie_id": before[0]["movie_id"], "rating": 4.5}]}).status_code == 200
         after = c.get(f"/recommend/{user}").json()["items"]
         assert before[0]["movie_id"] not in {i["movie_id"] for i in after}
         assert c.get("/health").json()["store"]["backend"] == store.dialect
