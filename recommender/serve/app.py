@@ -90,8 +90,8 @@ def create_app(config: ServeConfig | None = None, service: Service | None = None
     app.add_middleware(HeadAsGet)
     if policy.limits.on:
         app.add_middleware(RateLimit, limits=policy.limits)
-    app.add_middleware(SecurityHeaders)
-    app.add_middleware(HostCheck, allowed=policy.allowed_hosts)  # outermost
+    app.add_middleware(HostCheck, allowed=policy.allowed_hosts)
+    app.add_middleware(SecurityHeaders)  # outermost: on every answer, refusals included
     app.add_api_route("/", _page, include_in_schema=False, name="page")
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     for routes in (status_routes, movie_routes, signup_routes, user_routes):

@@ -1,5 +1,5 @@
-"""ASGI middleware of the API, outermost first: the Host allow-list, security headers, rate
-limits, HEAD as GET, a cap on request bodies, and the app's own time in a header.
+"""ASGI middleware of the API, outermost first: security headers, the Host allow-list, rate
+limits, HEAD as GET, the app's own time in a header, and a cap on request bodies.
 
 Each is a plain ASGI class (no per-request task or body copy, as Starlette's
 ``BaseHTTPMiddleware`` would add), so a refused request costs a few microseconds.

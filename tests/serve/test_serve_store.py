@@ -13,21 +13,6 @@ from recommender.serve.store import RatingsStore, database_url
 from serving import LOCAL, bearer
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request, tmp_path):
-    if request.param == "sqlite":
-        target = str(tmp_path / "store.sqlite3")
-    else:
-        target = request.getfixturevalue("postgres_url")
-        engine = sa.create_engine(database_url(target))
-        with engine.begin() as conn:  # each test starts from an empty store
-            conn.execute(sa.text("DROP TABLE IF EXISTS ratings, users"))
-        engine.dispose()
-    s = RatingsStore(target, first_user_id=1000)
-    yield s
-    s.close()
-
-
 def test_database_urls():
     assert database_url("data/x.sqlite3") == "sqlite:///data/x.sqlite3"
     assert database_url("postgresql://u@h/db") == "postgresql+psycopg://u@h/db"
@@ -92,3 +77,28 @@ def test_the_api_runs_on_either_store(store, fitted):
         assert before[0]["movie_id"] not in {i["movie_id"] for i in after}
         assert c.get("/health").json()["store"]["backend"] == store.dialect
         assert c.get(f"/users/{user}/ratings").json()["count"] == 2
+
+
+def test_users_keep_a_secret_hash_and_deleted_ids_stay_taken(store):
+    user = store.create_user("ana", secret_hash="ab" * 32, ratings={3: 4.0, 4: 0.5})
+    assert store.secret_hash(user) == "ab" * 32 and store.secret_hash(5) is None
+    assert store.delete_ratings(user, [4, 99]) == 1
+    assert [(r.movie_id, r.rating) for r in store.ratings(user)] == [(3, 4.0)]
+    assert store.delete_user(user) and not store.delete_user(user)
+    assert not store.has_user(user) and store.secret_hash(user) is None
+    assert store.ratings(user) == [] and store.counts() == {"users": 0, "ratings": 0}
+    assert store.create_user() == user + 1
+
+
+def test_a_store_of_an_earlier_version_gains_the_new_columns(tmp_path):
+    path = tmp_path / "old.sqlite3"
+    engine = sa.create_engine(f"sqlite:///{path}")
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE users (user_id BIGINT PRIMARY KEY, name VARCHAR(64),"
+                             " created_at FLOAT NOT NULL)"))
+        conn.execute(sa.text("INSERT INTO users VALUES (1001, 'old', 0)"))
+    engine.dispose()
+    s = RatingsStore(path, first_user_id=1000)
+    assert s.has_user(1001) and s.secret_hash(1001) is None  # only the operator writes it
+    assert s.create_user(secret_hash="cd" * 32) == 1002
+    s.close()
