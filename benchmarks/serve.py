@@ -14,11 +14,16 @@
    d. a mix: recommendations for dataset and new users, searches, similar movies,
       predictions, and rating writes (``--write-share``);
    e. writes while the server is killed with SIGKILL; the server restarts on the same
-      database, and every acknowledged rating is looked for.
+      database, and every acknowledged rating is looked for;
+   f. a flood: a server with rate limits (``--rate-limit``) computing every list, 31 clients
+      asking for lists at a steady ``--paced`` requests/s each (each from its own loopback address, so each is its
+      own client), first alone, then while one more client (another address, another
+      process) floods it as fast as 8 connections go with fuzzy title matches, sign-ups and
+      lists; the measured clients' p99 with the flood against without.
    Prints p50/p95/p99 latency, requests/s, errors, writes acknowledged vs found.
 
 Loopback only, and bounded: ``--requests`` per phase (at most 100,000) and ``--max-seconds``
-per phase. Usage: ``python benchmarks/serve.py [--dataset ml-latest-small] [--clients 32]
+per phase (the flood phase: ``--flood-seconds`` each half). Usage: ``python benchmarks/serve.py [--dataset ml-latest-small] [--clients 32]
 [--requests 4000] [--workers 2]`` (the serve and dev extras installed: ``make install``).
 """
 
@@ -41,7 +46,7 @@ from pathlib import Path
 
 import numpy as np
 
-from recommender.serve.server import is_loopback, worker_models
+from recommender.serve.server import is_loopback
 from recommender.serve.service import ServeConfig, Service
 
 MAX_REQUESTS = 100_000
@@ -65,7 +70,7 @@ def per_call(service: Service, n: int = 100) -> None:
         service.top(history, n)
         bare.append(time.perf_counter() - start)
         start = time.perf_counter()
-        service.recommendations(int(user), n)
+        service.recommendations(int(user), n, service.stored(int(user)))
         full.append(time.perf_counter() - start)
     print(f"\n1. one item-based recommendation of {n} movies ({model.name}, "
           f"{model.n_items:,} movies, {len(users)} users; Gorse publishes 4.35 ms)")
@@ -148,19 +153,22 @@ class Connection:
     generator shares the server's cores, and every millisecond it spends is taken from the
     server (CPU per request, measured here: httpx 0.60 ms, aiohttp 0.21 ms, this 0.07 ms)."""
 
-    def __init__(self, host: str, port: int):
-        self.host, self.port = host, port
+    def __init__(self, host: str, port: int, source: str | None = None):
+        self.host, self.port, self.source = host, port, source
         self.streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
 
-    async def request(self, method: str, path: str, body: dict | None = None
-                      ) -> tuple[int, dict[str, str]]:
+    async def request(self, method: str, path: str, body: dict | None = None,
+                      key: str | None = None) -> tuple[int, dict[str, str]]:
         """Status and headers (lower-case names) of one exchange; the body is read and
-        dropped. Raises ``OSError`` or ``asyncio.IncompleteReadError`` when the server goes."""
+        dropped. ``key``: a user's secret. Raises ``OSError`` or
+        ``asyncio.IncompleteReadError`` when the server goes."""
         if self.streams is None:
-            self.streams = await asyncio.open_connection(self.host, self.port)
+            self.streams = await asyncio.open_connection(
+                self.host, self.port, local_addr=(self.source, 0) if self.source else None)
         reader, writer = self.streams
         payload = b"" if body is None else json.dumps(body).encode()
-        writer.write(f"{method} {path} HTTP/1.1\r\nHost: {self.host}\r\nContent-Type: "
+        auth = f"Authorization: Bearer {key}\r\n" if key else ""
+        writer.write(f"{method} {path} HTTP/1.1\r\nHost: {self.host}\r\n{auth}Content-Type: "
                      f"application/json\r\nContent-Length: {len(payload)}\r\n\r\n".encode()
                      + payload)
         try:
@@ -179,10 +187,13 @@ class Load:
     ``next_request``; latency per kind, the app's own time, errors, and acknowledged writes."""
 
     def __init__(self, host: str, port: int, clients: int, requests: int, max_seconds: float,
-                 until_disconnected: bool = False):
+                 until_disconnected: bool = False, paced: float = 0.0,
+                 sources: list[str] | None = None):
         self.host, self.port, self.clients, self.requests = host, port, clients, requests
         self.until_disconnected = until_disconnected
         self.max_seconds = max_seconds
+        self.paced = paced  # requests/s per client (0: each sends as soon as answered)
+        self.sources = sources  # a loopback source address per client
         self.latency: dict[str, list[float]] = {}
         self.in_app: list[float] = []  # Server-Timing: the app's own time, without queueing
         self.errors: dict[str, int] = {}
@@ -193,15 +204,20 @@ class Load:
         left = iter(range(self.requests))
         deadline = time.monotonic() + self.max_seconds
 
-        async def client() -> None:
-            connection = Connection(self.host, self.port)
+        async def client(k: int) -> None:
+            connection = Connection(self.host, self.port,
+                                    self.sources[k] if self.sources else None)
+            due = time.monotonic() + (k / self.clients / self.paced if self.paced else 0)
             for _ in left:
                 if time.monotonic() > deadline:
                     return
-                kind, method, path, body = next_request()
+                if self.paced:  # a steady rate: no catching up in bursts after a slow answer
+                    await asyncio.sleep(max(0.0, due - time.monotonic()))
+                    due = max(due + 1 / self.paced, time.monotonic())
+                kind, method, path, body, *key = next_request()
                 start = time.perf_counter()
                 try:
-                    status, headers = await connection.request(method, path, body)
+                    status, headers = await connection.request(method, path, body, *key)
                     ok = status < 400
                 except (OSError, asyncio.IncompleteReadError):
                     ok = False
@@ -223,7 +239,7 @@ class Load:
                     self.errors[kind] = self.errors.get(kind, 0) + 1
 
         start = time.perf_counter()
-        await asyncio.gather(*(client() for _ in range(self.clients)))
+        await asyncio.gather(*(client(k) for k in range(self.clients)))
         return time.perf_counter() - start
 
     def report(self, title: str, seconds: float, cpu: tuple[float, float]) -> None:
@@ -257,13 +273,23 @@ def main() -> None:
     parser.add_argument("--write-share", type=float, default=0.1)
     parser.add_argument("--max-seconds", type=float, default=120, help="per phase")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--paced", type=float, default=10.0,
+                        help="requests/s of each measured client in the flood phase")
+    parser.add_argument("--flood-seconds", type=float, default=10.0,
+                        help="each half of the flood phase")
+    parser.add_argument("--flood-connections", type=int, default=8)
+    parser.add_argument("--flood-rate-limit", type=float, default=20.0,
+                        help="the server's --rate-limit in the flood phase")
     args = parser.parse_args()
     if not is_loopback(args.host):
         raise SystemExit(f"--host {args.host}: this benchmark only loads loopback addresses")
-    if not (1 <= args.requests <= MAX_REQUESTS and 1 <= args.clients <= 256
-            and 0 <= args.write_share <= 1 and 0 < args.max_seconds <= 600):
-        raise SystemExit(f"bounds: 1-{MAX_REQUESTS} requests, 1-256 clients, "
-                         f"write share 0-1, 0-600 s per phase")
+    if not (1 <= args.requests <= MAX_REQUESTS and 2 <= args.clients <= 256
+            and 0 <= args.write_share <= 1 and 0 < args.max_seconds <= 600
+            and 0 < args.paced <= 100 and 0 < args.flood_seconds <= 120
+            and 1 <= args.flood_connections <= 64 and 0 < args.flood_rate_limit <= 1000):
+        raise SystemExit(f"bounds: 1-{MAX_REQUESTS} requests, 2-256 clients, write share 0-1, "
+                         f"0-600 s per phase, 0-100 paced requests/s, 0-120 flood seconds, "
+                         f"1-64 flood connections, a flood rate limit of 0-1000/s")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     rng = random.Random(args.seed)
     print(f"machine: {os.cpu_count()} cpus, load average "
@@ -311,8 +337,9 @@ def main() -> None:
                           f"random from {len(users):,})", "2c. again, the cache warm"):
                 load = Load(args.host, port, args.clients, args.requests, args.max_seconds)
                 load.report(phase, *measured(server, load, recommend))
-            new_users = [httpx.post(f"{base}/users", json={}).json()["user_id"]
-                         for _ in range(args.clients)]
+            created = [httpx.post(f"{base}/users", json={}).json() for _ in range(args.clients)]
+            new_users = [c["user_id"] for c in created]
+            secrets = {c["user_id"]: c["secret"] for c in created}  # writes need them
 
             keys = itertools.count()  # every write rates a (user, movie) never rated before
 
@@ -320,7 +347,7 @@ def main() -> None:
                 k = next(keys)
                 user, movie = new_users[k % len(new_users)], movies[k // len(new_users)]
                 body = {"ratings": [{"movie_id": movie, "rating": rng.randrange(1, 11) / 2}]}
-                return "write", "PUT", f"/users/{user}/ratings", body
+                return "write", "PUT", f"/users/{user}/ratings", body, secrets[user]
 
             def mixed():
                 x = rng.random()
@@ -369,9 +396,96 @@ def main() -> None:
                   f"found, {len(acknowledged) - found} lost")
         finally:
             kill_all(server)
+        flood_phase(args, work, port, users, titles)
     finally:  # about 300 MB of saved models on ml-latest-small, in each folder
         shutil.rmtree(work, ignore_errors=True)
-        shutil.rmtree(worker_models(port), ignore_errors=True)
+
+
+FLOOD_SOURCE = "127.0.0.2"  # the flooding client's address; the measured ones: 127.0.1.x
+
+
+def flood(host: str, port: int, users: list[int], titles: list[str], seconds: float,
+          connections: int, counts) -> None:
+    """One client (:data:`FLOOD_SOURCE`) sending as fast as ``connections`` keep-alive
+    connections go for ``seconds``: misspelt titles to match, sign-ups and lists, in turn.
+    Runs in its own process; ``counts``: a shared array of answers per status class
+    (2xx, 429, other 4xx, 5xx, transport errors)."""
+    rng = random.Random(1)
+
+    def misspelt() -> str:
+        title = list(rng.choice(titles).split(" (")[0].lower())
+        i = rng.randrange(max(1, len(title) - 1))
+        title[i:i + 2] = title[i:i + 2][::-1]
+        return "".join(title).replace(" ", "%20")
+
+    async def one() -> None:
+        connection = Connection(host, port, FLOOD_SOURCE)
+        deadline = time.monotonic() + seconds
+        k = 0
+        while time.monotonic() < deadline:
+            k += 1
+            method, path = (("POST", "/users") if k % 3 == 0 else
+                            ("GET", f"/predict/{rng.choice(users)}/{misspelt()}") if k % 3 == 1
+                            else ("GET", f"/recommend/{rng.choice(users)}?top_n=10"))
+            try:
+                status, _ = await connection.request(method, path, {} if method == "POST"
+                                                     else None)
+                counts[0 if status < 300 else 1 if status == 429 else 2 if status < 500
+                       else 3] += 1
+            except (OSError, asyncio.IncompleteReadError):
+                counts[4] += 1
+
+    async def run() -> None:
+        await asyncio.gather(*(one() for _ in range(connections)))
+
+    asyncio.run(run())
+
+
+def flood_phase(args, work: Path, port: int, users: list[int], titles: list[str]) -> None:
+    """Part 2f: the measured clients' /recommend p99 alone, then beside a flood."""
+    import multiprocessing
+
+    # Every list computed (no list cache), so both halves cost the same per request.
+    server = start_server(args, work / "artifacts", work / "flood.sqlite3", port,
+                          "--rate-limit", str(args.flood_rate_limit),
+                          "--signups-per-hour", "20", "--list-cache-mb", "0")
+    clients = args.clients - 1
+    sources = [f"127.0.1.{k + 1}" for k in range(clients)]
+    requests = int(clients * args.paced * args.flood_seconds)
+    rng = random.Random(args.seed)
+
+    def recommend():
+        return "recommend", "GET", f"/recommend/{rng.choice(users)}?top_n=10", None
+
+    try:
+        alone = Load(args.host, port, clients, requests, args.flood_seconds + 30,
+                     paced=args.paced, sources=sources)
+        seconds, cpu = measured(server, alone, recommend)
+        alone.report(f"2f. the flood phase: {clients} clients at {args.paced:g} lists/s each, "
+                     f"rate limit {args.flood_rate_limit:g}/s per client; first without the "
+                     f"flood", seconds, cpu)
+        counts = multiprocessing.get_context("spawn").Array("l", 5)
+        flooder = multiprocessing.get_context("spawn").Process(
+            target=flood, args=(args.host, port, users, titles, args.flood_seconds + 5,
+                                args.flood_connections, counts))
+        flooder.start()
+        time.sleep(2.0)  # the flood under way
+        beside = Load(args.host, port, clients, requests, args.flood_seconds + 30,
+                      paced=args.paced, sources=sources)
+        seconds, cpu = measured(server, beside, recommend)
+        flooder.join()
+        beside.report("   then beside the flood", seconds, cpu)
+        sent = sum(counts)
+        p99 = [np.percentile(np.asarray(load.latency.get("recommend", [0])) * 1e3, 99)
+               for load in (alone, beside)]
+        print(f"   the flood: {sent:,} requests from one client in {args.flood_seconds + 5:g} s "
+              f"over {args.flood_connections} connections: {counts[1]:,} refused with 429, "
+              f"{counts[0]:,} answered, {counts[2]:,} other 4xx, {counts[3]} 5xx, "
+              f"{counts[4]} transport errors")
+        print(f"   measured clients' /recommend p99: {p99[0]:.1f} ms alone, {p99[1]:.1f} ms "
+              f"beside the flood = {p99[1] / p99[0]:.2f}x (target: within 2x)")
+    finally:
+        kill_all(server)
 
 
 if __name__ == "__main__":
