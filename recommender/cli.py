@@ -144,7 +144,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     try:
-        from recommender.serve.server import is_loopback, limits, serve
+        from recommender.serve.server import is_private, limits, serve
         from recommender.serve.service import ServeConfig
     except ImportError as exc:
         raise UsageError(f"serving needs the serve extra ({exc.name} is missing): "
@@ -158,10 +158,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
                          artifacts=Path(args.artifacts) if args.artifacts else None,
                          list_model=args.list_model, rating_model=args.rating_model,
                          database=args.database, list_cache_mb=args.list_cache_mb)
-    rate_limits = limits(args.rate_limit, args.signups_per_hour, is_loopback(args.host))
+    allowed_hosts = tuple(args.allowed_host or ())
+    rate_limits = limits(args.rate_limit, args.signups_per_hour,
+                         is_private(args.host, allowed_hosts))
     serve(config, host=args.host, port=args.port, workers=args.workers,
           operator_token_file=args.operator_token_file,
-          allowed_hosts=tuple(args.allowed_host or ()), rate_limits=rate_limits)
+          allowed_hosts=allowed_hosts, rate_limits=rate_limits)
     return 0
 
 
@@ -227,16 +229,17 @@ def build_parser() -> argparse.ArgumentParser:
                     help="memory per process for recommendation lists kept until the user's "
                          "ratings change (default 64; 0 computes every list)")
     se.add_argument("--allowed-host", action="append", metavar="NAME",
-                    help="a Host name clients use (repeatable; needed beyond loopback)")
+                    help="a Host name clients use (repeatable; needed beyond loopback; makes "
+                         "the server public: reads need the user's secret, limits on)")
     se.add_argument("--operator-token-file", metavar="PATH",
                     help="a file (mode 600) holding the operator token, which may read and "
                          "write every user (default: RECOMMENDER_OPERATOR_TOKEN, if set)")
     se.add_argument("--rate-limit", type=float, metavar="PER_SECOND",
                     help="requests per second per client and process, 0 for none "
-                         "(default: 20 beyond loopback, none on it)")
+                         "(default: 20 for a public server, none for a private one)")
     se.add_argument("--signups-per-hour", type=float,
                     help="new users per hour per client and process, 0 for no limit "
-                         "(default: 20 beyond loopback, none on it)")
+                         "(default: 20 for a public server, none for a private one)")
     se.add_argument("--write-token", help=argparse.SUPPRESS)  # refused: see cmd_serve
     se.set_defaults(func=cmd_serve)
     return parser

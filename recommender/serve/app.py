@@ -3,7 +3,7 @@
 Every client mistake is a 4xx JSON ``{"detail": ...}`` saying what was wrong; nothing a client
 sends produces a 500 or a traceback. How the app faces its clients (who may read and write
 whose ratings, which Host names it answers, rate limits, diagnostic headers) is its
-:class:`Policy`: open on loopback, closed by default beyond it (:meth:`Policy.for_host`).
+:class:`Policy`: open on loopback, closed by default to the public (:meth:`Policy.for_host`).
 """
 
 from __future__ import annotations
@@ -56,17 +56,18 @@ class Policy:
     diagnostics: bool = True
 
     @classmethod
-    def for_host(cls, loopback: bool, operator_token: str | None = None,
+    def for_host(cls, private: bool, operator_token: str | None = None,
                  allowed_hosts: tuple[str, ...] = (), limits: Limits | None = None
                  ) -> "Policy":
-        """Open on loopback (reads, no limits, diagnostics); beyond it, private reads,
-        :meth:`Limits.public` and no diagnostics. ``allowed_hosts`` add to the loopback
-        names; ``limits`` replace the default."""
-        return cls(operator_token=operator_token, private_reads=not loopback,
+        """Open for a server only this machine reaches (reads, no limits, diagnostics);
+        for one facing the public, private reads, :meth:`Limits.public` and no
+        diagnostics. ``allowed_hosts`` add to the loopback names; ``limits`` replace the
+        default."""
+        return cls(operator_token=operator_token, private_reads=not private,
                    allowed_hosts=LOOPBACK_HOSTS + tuple(allowed_hosts),
                    limits=limits if limits is not None else
-                   Limits() if loopback else Limits.public(),
-                   diagnostics=loopback)
+                   Limits() if private else Limits.public(),
+                   diagnostics=private)
 
 
 def create_app(config: ServeConfig | None = None, service: Service | None = None,

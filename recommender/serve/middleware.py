@@ -13,10 +13,11 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
+import anyio
 from fastapi.responses import JSONResponse
 
 __all__ = ["HostCheck", "SecurityHeaders", "RateLimit", "Limits", "HeadAsGet", "ServerTiming",
-           "BodyLimit", "MAX_BODY_BYTES", "LOOPBACK_HOSTS", "SECURITY_HEADERS"]
+           "BodyLimit", "MAX_BODY_BYTES", "MAX_HELD", "LOOPBACK_HOSTS", "SECURITY_HEADERS"]
 
 MAX_BODY_BYTES = 64 * 1024
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]")
@@ -105,12 +106,16 @@ class Limits:
     Attributes:
         per_second, burst: every request.
         signups_per_hour, signup_burst: ``POST /users`` (each makes a row in the store).
+        hold_seconds: how long a refusal waits before it is sent (while fewer than
+            :data:`MAX_HELD` wait), so that a client flooding over a few connections
+            slows down itself rather than the server.
     """
 
     per_second: float = 0.0
     burst: int = 0
     signups_per_hour: float = 0.0
     signup_burst: int = 0
+    hold_seconds: float = 1.0
 
     @classmethod
     def public(cls) -> "Limits":
@@ -143,8 +148,12 @@ class _Buckets:
             return wait
 
 
+MAX_HELD = 512  # refusals waiting at once in one process; beyond, they are sent at once
+
+
 class RateLimit:
-    """Answers 429 with ``Retry-After`` (whole seconds) to a client over its :class:`Limits`.
+    """Answers 429 with ``Retry-After`` (whole seconds) to a client over its :class:`Limits`,
+    held back for ``hold_seconds`` first.
 
     A client is its address as the server sees it: behind a reverse proxy, uvicorn takes it
     from ``X-Forwarded-For`` when the proxy's address is trusted (``FORWARDED_ALLOW_IPS``).
@@ -155,6 +164,7 @@ class RateLimit:
         self.requests = _Buckets(limits.per_second, limits.burst) if limits.per_second else None
         self.signups = (_Buckets(limits.signups_per_hour / 3600, limits.signup_burst)
                         if limits.signups_per_hour else None)
+        self.held = 0
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -166,6 +176,12 @@ class RateLimit:
             wait = self.signups.take(client, now)
         if wait:
             retry = str(max(1, math.ceil(wait)))
+            if self.limits.hold_seconds and self.held < MAX_HELD:
+                self.held += 1
+                try:
+                    await anyio.sleep(self.limits.hold_seconds)
+                finally:
+                    self.held -= 1
             return await _json_error(429, f"too many requests: try again in {retry} s",
                                      {"Retry-After": retry})(scope, receive, send)
         await self.app(scope, receive, send)

@@ -31,13 +31,22 @@ from recommender.serve.auth import operator_token
 from recommender.serve.middleware import Limits
 from recommender.serve.service import ServeConfig, Service
 
-__all__ = ["serve", "is_loopback", "from_environment", "limits", "HANDOVER_ENV_VAR",
+__all__ = ["serve", "is_loopback", "is_private", "from_environment", "limits",
+           "HANDOVER_ENV_VAR",
            "RESTARTS_PER_MINUTE"]
 
 HANDOVER_ENV_VAR = "RECOMMENDER_SERVE_HANDOVER"  # the folder where workers find what to serve
 RESTARTS_PER_MINUTE = 5  # more worker deaths than this in a minute stop the server
 _CANNOT_BIND = 3  # a worker's exit status when the port is taken: restarting cannot help
 _UVICORN = {"log_level": "warning", "access_log": False, "server_header": False}
+SWITCH_INTERVAL = 0.0002  # seconds: how soon a thread waiting for the GIL gets it (Python: 0.005)
+
+
+def is_private(host: str, allowed_hosts: tuple[str, ...] = ()) -> bool:
+    """Whether a server on ``host`` answers this machine only: a loopback address, and no
+    ``--allowed-host`` (a name given means clients come through it, as behind a reverse
+    proxy on the same machine)."""
+    return is_loopback(host) and not allowed_hosts
 
 
 def is_loopback(host: str) -> bool:
@@ -50,12 +59,12 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def limits(per_second: float | None, signups_per_hour: float | None, loopback: bool
+def limits(per_second: float | None, signups_per_hour: float | None, private: bool
            ) -> Limits:
     """The rate limits of ``--rate-limit`` and ``--signups-per-hour``: a burst of 3 seconds'
-    requests and up to 5 sign-ups; a value not given keeps the default of the address
-    (:meth:`Limits.public` beyond loopback, none on it)."""
-    default = Limits() if loopback else Limits.public()
+    requests and up to 5 sign-ups; a value not given keeps the default
+    (:meth:`Limits.public` for a public server, none for a private one: :func:`is_private`)."""
+    default = Limits() if private else Limits.public()
     rate = default.per_second if per_second is None else per_second
     signups = default.signups_per_hour if signups_per_hour is None else signups_per_hour
     for name, value in (("--rate-limit", rate), ("--signups-per-hour", signups)):
@@ -70,8 +79,9 @@ def serve(config: ServeConfig, host: str = "127.0.0.1", port: int = 8000, worker
           rate_limits: Limits | None = None) -> None:
     """Load (or fit) the models, then serve the API and the page until interrupted.
 
-    Beyond loopback the server answers only to ``allowed_hosts`` (which must be given),
-    reading a user's data needs their secret, and rate limits are on. The operator token
+    Beyond loopback the server answers only to ``allowed_hosts`` (which must be given); a
+    server given host names (beyond loopback, or behind a reverse proxy on loopback) faces
+    the public: reading a user's data needs their secret, and rate limits are on. The operator token
     comes from ``operator_token_file`` or ``RECOMMENDER_OPERATOR_TOKEN``
     (:func:`~recommender.serve.auth.operator_token`).
 
@@ -85,12 +95,13 @@ def serve(config: ServeConfig, host: str = "127.0.0.1", port: int = 8000, worker
     """
     token = operator_token(operator_token_file)
     _check_options(config, host, port, workers, allowed_hosts)
-    loopback = is_loopback(host)
-    policy = Policy.for_host(loopback, token, tuple(allowed_hosts),
+    private = is_private(host, allowed_hosts)
+    policy = Policy.for_host(private, token, tuple(allowed_hosts),
                              rate_limits if rate_limits is not None else limits(None, None,
-                                                                                loopback))
+                                                                                private))
     service = Service.from_config(config)
     _announce(service, host, port, workers, policy)
+    sys.setswitchinterval(SWITCH_INTERVAL)
     if workers == 1:
         uvicorn.run(create_app(service=service, policy=policy), host=host, port=port,
                     **_UVICORN)
@@ -182,6 +193,7 @@ def _worker(host: str, port: int) -> None:
         print(f"recommender: error: cannot listen on {host}:{port}: {exc.strerror}",
               file=sys.stderr, flush=True)
         sys.exit(_CANNOT_BIND)
+    sys.setswitchinterval(SWITCH_INTERVAL)
     config = uvicorn.Config(_WORKER_APP, factory=True, **_UVICORN)
     uvicorn.Server(config).run(sockets=[sock])
 

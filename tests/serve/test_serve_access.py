@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import time
 
 import pytest
 import sqlalchemy as sa
@@ -14,6 +15,7 @@ from fastapi.testclient import TestClient
 from recommender.serve import Service, create_app
 from recommender.serve.app import Policy
 from recommender.serve.auth import operator_token
+from recommender.serve.server import is_private, limits
 from recommender.serve.middleware import SECURITY_HEADERS, Limits
 from recommender.core.errors import UsageError
 from serving import LOCAL, OPERATOR, OPERATOR_TOKEN, bearer
@@ -129,7 +131,7 @@ def test_only_the_given_host_names_are_answered(service):
         for host in ("evil.example", "127.0.0.2", "localhost.evil.example", "::1", ""):
             answer = c.get("/health/live", headers={"Host": host})
             assert answer.status_code == 400 and "Host" in answer.json()["detail"], host
-    policy = Policy.for_host(loopback=False, allowed_hosts=("*.example.org", "10.0.0.5"))
+    policy = Policy.for_host(private=False, allowed_hosts=("*.example.org", "10.0.0.5"))
     with TestClient(create_app(service=service, policy=policy), base_url=LOCAL) as c:
         for host, status in (("a.example.org", 200), ("b.a.example.org:443", 200),
                              ("example.org", 400), ("10.0.0.5:8000", 200),
@@ -176,18 +178,22 @@ def test_no_diagnostics_to_the_public_and_no_docs_from_a_cdn(public, local):
 
 
 def test_rate_limits_answer_429_with_retry_after_per_client(service):
-    limits = Limits(per_second=1.0, burst=3, signups_per_hour=2.0, signup_burst=2)
+    limits = Limits(per_second=1.0, burst=3, signups_per_hour=2.0, signup_burst=2,
+                    hold_seconds=0.2)
     app = public_app(service, limits)
     with TestClient(app, base_url=PUBLIC, client=("203.0.113.7", 1)) as flood, \
             TestClient(app, base_url=PUBLIC, client=("203.0.113.8", 1)) as other:
         statuses = [flood.get("/movies/5").status_code for _ in range(4)]
         assert statuses == [200, 200, 200, 429]
+        start = time.monotonic()
         refused = flood.get("/movies/5")
+        assert time.monotonic() - start >= 0.2  # refusals are held back: floods slow down
         assert refused.status_code == 429 and refused.headers["retry-after"] == "1"
         assert "try again" in refused.json()["detail"]
         assert refused.headers["x-content-type-options"] == "nosniff"
         assert other.get("/movies/5").status_code == 200  # another client is not held up
-    signups_only = public_app(service, Limits(signups_per_hour=2.0, signup_burst=2))
+    signups_only = public_app(service, Limits(signups_per_hour=2.0, signup_burst=2,
+                                              hold_seconds=0))
     with TestClient(signups_only, base_url=PUBLIC, client=("203.0.113.9", 1)) as c:
         assert [c.post("/users", json={}).status_code for _ in range(3)] == [201, 201, 429]
         assert int(c.post("/users", json={}).headers["retry-after"]) > 60  # 2 an hour
@@ -262,3 +268,15 @@ def test_the_operator_token_comes_from_a_private_file_or_the_environment(tmp_pat
     monkeypatch.setenv("RECOMMENDER_WRITE_TOKEN", "old")
     with pytest.raises(UsageError, match="RECOMMENDER_WRITE_TOKEN is no longer read"):
         operator_token()
+
+
+def test_a_server_given_host_names_faces_the_public_even_on_loopback():
+    assert is_private("127.0.0.1") and is_private("::1")
+    assert not is_private("127.0.0.1", ("movies.example.org",))  # behind a reverse proxy
+    assert not is_private("0.0.0.0", ("movies.example.org",))
+    assert limits(None, None, private=False) == Limits(20.0, 60, 20.0, 5)
+    assert limits(None, None, private=True) == Limits(0.0, 1, 0.0, 1)
+    assert not limits(None, None, private=True).on
+    assert limits(5, 0, private=False) == Limits(5.0, 15, 0.0, 1)
+    with pytest.raises(UsageError, match="--rate-limit -1"):
+        limits(-1, None, private=True)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pytest
 from fastapi.testclient import TestClient
@@ -32,7 +32,7 @@ def public_app(service: Service, limits: Limits = Limits()):
     """The app as ``recommender serve --host 0.0.0.0 --allowed-host movies.example.org``
     with an operator token builds it (limits off unless given: one test client is one
     client)."""
-    policy = Policy.for_host(loopback=False, operator_token=OPERATOR_TOKEN,
+    policy = Policy.for_host(private=False, operator_token=OPERATOR_TOKEN,
                              allowed_hosts=("movies.example.org",), limits=limits)
     return create_app(service=service, policy=policy)
 
@@ -173,8 +173,9 @@ def test_hostile_requests_change_no_one_elses_ratings_and_never_fail(public, cap
         tally.expect(f"Host {host!r} (DNS rebinding)", response, {400})
 
     # Flooding: one client sends 300 requests (fuzzy title matches, lists, sign-ups) at once
-    # under the public limits; another client, meanwhile, is answered as usual.
-    limited = public_app(c.app.state.service, Limits.public())
+    # under the public limits (refusals sent at once: the test client waits for each);
+    # another client, meanwhile, is answered as usual.
+    limited = public_app(c.app.state.service, replace(Limits.public(), hold_seconds=0))
     with TestClient(limited, base_url=PUBLIC, client=("203.0.113.66", 1)) as flood, \
             TestClient(limited, base_url=PUBLIC, client=("203.0.113.5", 1)) as bystander:
         for k in range(300):
