@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -105,13 +106,15 @@ async def _lifespan(app: FastAPI):
     """Build the service from the app's config at start-up unless one was given, and close
     the store of the one built here when the app stops (a service passed in belongs to the
     caller); make the thread pools of :func:`~recommender.serve.routes.offload`."""
-    app.state.limiters = {False: anyio.CapacityLimiter(THREADS),
-                          True: anyio.CapacityLimiter(THREADS)}
+    app.state.pools = {write: ThreadPoolExecutor(THREADS, thread_name_prefix=name)
+                       for write, name in ((False, "store-read"), (True, "store-write"))}
     built = getattr(app.state, "service", None) is None
     if built:
         app.state.service = await anyio.to_thread.run_sync(
             Service.from_config, app.state.config or ServeConfig())
     yield
+    for pool in app.state.pools.values():
+        pool.shutdown()
     if built:
         app.state.service.store.close()
 

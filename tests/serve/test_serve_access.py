@@ -239,7 +239,7 @@ def test_the_store_and_title_matching_run_off_the_event_loop(local, monkeypatch)
                  f"/users/{user}/ratings", f"/movies/5/similar?user={user}"):
         assert local.get(path).status_code == 200, path
     assert len(threads) >= 8
-    assert all(name.startswith("AnyIO worker thread") for name in threads), threads
+    assert all(name.startswith("store-") for name in threads), threads
 
 
 def test_the_operator_token_comes_from_a_private_file_or_the_environment(tmp_path,
