@@ -18,7 +18,7 @@
    f. a flood: a server with rate limits (``--rate-limit``) computing every list, 31 clients
       asking for lists at a steady ``--paced`` requests/s each (each from its own loopback address, so each is its
       own client), first alone, then while one more client (another address, another
-      process) floods it as fast as 8 connections go with fuzzy title matches, sign-ups and
+      process) floods it as fast as 64 connections go with fuzzy title matches, sign-ups and
       lists; the measured clients' p99 with the flood against without.
    Prints p50/p95/p99 latency, requests/s, errors, writes acknowledged vs found.
 
@@ -277,7 +277,7 @@ def main() -> None:
                         help="requests/s of each measured client in the flood phase")
     parser.add_argument("--flood-seconds", type=float, default=10.0,
                         help="each half of the flood phase")
-    parser.add_argument("--flood-connections", type=int, default=8)
+    parser.add_argument("--flood-connections", type=int, default=64)
     parser.add_argument("--flood-rate-limit", type=float, default=20.0,
                         help="the server's --rate-limit in the flood phase")
     args = parser.parse_args()
