@@ -16,15 +16,17 @@
    e. writes while the server is killed with SIGKILL; the server restarts on the same
       database, and every acknowledged rating is looked for;
    f. a flood: a server with rate limits (``--rate-limit``) computing every list, 31 clients
-      asking for lists at a steady ``--paced`` requests/s each (each from its own loopback address, so each is its
-      own client), first alone, then while one more client (another address, another
-      process) floods it as fast as 64 connections go with fuzzy title matches, sign-ups and
-      lists; the measured clients' p99 with the flood against without.
+      asking for lists at a steady ``--paced`` requests/s each (each from its own loopback
+      address, so each is its own client), first alone, then while one more client
+      (another address, another process) floods it as fast as 64 connections go with
+      fuzzy title matches, sign-ups and lists; the measured clients' p99 with the flood
+      against without.
    Prints p50/p95/p99 latency, requests/s, errors, writes acknowledged vs found.
 
 Loopback only, and bounded: ``--requests`` per phase (at most 100,000) and ``--max-seconds``
-per phase (the flood phase: ``--flood-seconds`` each half). Usage: ``python benchmarks/serve.py [--dataset ml-latest-small] [--clients 32]
-[--requests 4000] [--workers 2]`` (the serve and dev extras installed: ``make install``).
+per phase (the flood phase: ``--flood-seconds`` each half). Usage: ``python
+benchmarks/serve.py [--dataset ml-latest-small] [--clients 32] [--requests 4000]
+[--workers 2]`` (the serve and dev extras installed: ``make install``).
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
 """The ratings store: users and ratings added through the API, in a real database.
 
-Users created through the API hold a secret, kept here only as its hash
-(:mod:`recommender.serve.auth`). SQLite is the embedded default (one file, WAL journal, ``synchronous=FULL``, so a rating is on
+SQLite is the embedded default (one file, WAL journal, ``synchronous=FULL``, so a rating is on
 disk before the API acknowledges it, and a killed server loses nothing it acknowledged);
 the same code runs against PostgreSQL given a URL, for several server processes sharing one
-store. Every statement is parameterised (SQLAlchemy Core) and every write is one transaction.
+store. Users created through the API hold a secret, kept here only as its hash
+(:mod:`recommender.serve.auth`). Every statement is parameterised (SQLAlchemy Core) and every write is one transaction.
 """
 
 from __future__ import annotations
@@ -114,6 +114,7 @@ class RatingsStore:
         if self.dialect == "sqlite" and url.database not in (None, "", ":memory:"):
             Path(url.database).parent.mkdir(parents=True, exist_ok=True)
         # A server's connection can drop (pre-ping checks it at each checkout); a file cannot.
+        # 16 pooled connections: the app's read and write threads (8 each) never open more.
         self.engine = sa.create_engine(url, pool_size=16, max_overflow=24,
                                        pool_pre_ping=self.dialect == "postgresql")
         if self.dialect == "sqlite":
