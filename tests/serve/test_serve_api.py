@@ -408,3 +408,18 @@ def test_serve_refuses_wider_addresses_without_host_names_and_tokens_in_argument
     assert main(["serve", "--port", "70000"]) == 2
     assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
     assert not is_loopback("0.0.0.0") and not is_loopback("example.org")
+
+
+def test_search_and_prediction_fold_accents_and_case_alike():
+    movies = pd.DataFrame({"movieId": [1, 2, 3], "title": [
+        "Amelie (Fabuleux destin d'Amélie Poulain, Le) (2001)", "Alive (1993)",
+        "Lord of the Rings: The Fellowship of the Ring, The (2001)"],
+        "year": [2001, 1993, 2001], "genres": [["Comedy"], ["Drama"], ["Fantasy"]]})
+    ratings = pd.DataFrame({"userId": [1, 1], "movieId": [2, 3], "rating": [3.0, 5.0]})
+    c = Catalogue(movies, ratings)
+    for query in ("Amélie", "AMELIE", "amelie", "Fabuleux destin d'Amelie"):
+        assert c.search(query, 5)[:1] == [0], query
+    assert c.match("Amélie") == (0, "search")  # not "Alive (1993)", the closest spelling
+    assert c.match("the lord of the") == (2, "search")
+    assert c.match("Alvie") == (1, "fuzzy")
+    assert c.match("ＡＬＩＶＥ") == (1, "folded")  # full-width letters, folded
