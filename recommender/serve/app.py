@@ -27,7 +27,9 @@ from recommender.serve.middleware import (
     LOOPBACK_HOSTS, BodyLimit, HeadAsGet, HostCheck, Limits, RateLimit, SecurityHeaders,
     ServerTiming,
 )
-from recommender.serve.routes import movie_routes, signup_routes, status_routes, user_routes
+from recommender.serve.routes import (
+    Batched, movie_routes, signup_routes, status_routes, user_routes,
+)
 from recommender.serve.service import Invalid, NotFound, ServeConfig, Service
 
 __all__ = ["create_app", "Policy", "STATIC", "THREADS"]
@@ -105,13 +107,15 @@ def create_app(config: ServeConfig | None = None, service: Service | None = None
 async def _lifespan(app: FastAPI):
     """Build the service from the app's config at start-up unless one was given, and close
     the store of the one built here when the app stops (a service passed in belongs to the
-    caller); make the thread pools of :func:`~recommender.serve.routes.offload`."""
+    caller); make the thread pools of :func:`~recommender.serve.routes.offload` and the
+    batched reads of users' ratings."""
     app.state.pools = {write: ThreadPoolExecutor(THREADS, thread_name_prefix=name)
                        for write, name in ((False, "store-read"), (True, "store-write"))}
     built = getattr(app.state, "service", None) is None
     if built:
         app.state.service = await anyio.to_thread.run_sync(
             Service.from_config, app.state.config or ServeConfig())
+    app.state.stored = Batched(app.state.service.stored_of, app.state.pools[False])
     yield
     for pool in app.state.pools.values():
         pool.shutdown()

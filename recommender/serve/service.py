@@ -417,6 +417,13 @@ class Service:
             raise NotFound(f"user {user_id} does not exist")
         return stored
 
+    def stored_of(self, user_ids: list[int]) -> dict[int, list[StoredRating] | NotFound]:
+        """:meth:`stored` of many users in one round trip to the store (blocking), a
+        :class:`NotFound` in place of the ratings of a user who does not exist."""
+        found, created = self.store.ratings_of(user_ids)
+        return {u: stored if stored or u in created or u in self.histories
+                else NotFound(f"user {u} does not exist") for u, stored in found.items()}
+
     def history(self, user_id: int, stored: list[StoredRating] | None = None) -> History:
         """The user's ratings, the API's (``stored``, read from the store when not given)
         winning over the dataset's, removed ones left out; :class:`NotFound` for an

@@ -39,10 +39,16 @@ RATINGS = sa.Table(
     sa.Column("updated_at", sa.Float, nullable=False),
 )
 
-# Built once: the hot read of every recommendation (SQLAlchemy caches its compiled form).
+# Built once: the hot reads of every recommendation (SQLAlchemy caches their compiled form).
 _USER_RATINGS = (sa.select(RATINGS.c.movie_id, RATINGS.c.rating, RATINGS.c.updated_at)
                  .where(RATINGS.c.user_id == sa.bindparam("user_id"))
                  .order_by(RATINGS.c.movie_id))
+_USERS_RATINGS = (sa.select(RATINGS.c.user_id, RATINGS.c.movie_id, RATINGS.c.rating,
+                            RATINGS.c.updated_at)
+                  .where(RATINGS.c.user_id.in_(sa.bindparam("users", expanding=True)))
+                  .order_by(RATINGS.c.user_id, RATINGS.c.movie_id))
+_LIVE_USERS = sa.select(USERS.c.user_id).where(
+    USERS.c.user_id.in_(sa.bindparam("users", expanding=True)) & USERS.c.deleted_at.is_(None))
 
 
 @dataclass(frozen=True)
@@ -211,6 +217,16 @@ class RatingsStore:
         with self.engine.connect() as conn:
             return [StoredRating(int(m), float(r), float(t))
                     for m, r, t in conn.execute(_USER_RATINGS, {"user_id": user_id})]
+
+    def ratings_of(self, user_ids: list[int]) -> tuple[dict[int, list[StoredRating]], set[int]]:
+        """Every API rating of each of ``user_ids``, and which of them the API created (and
+        did not delete), in one round trip: the reads of many requests at once."""
+        found: dict[int, list[StoredRating]] = {u: [] for u in user_ids}
+        with self.engine.connect() as conn:
+            for u, m, r, t in conn.execute(_USERS_RATINGS, {"users": user_ids}):
+                found[int(u)].append(StoredRating(int(m), float(r), float(t)))
+            created = {int(u) for (u,) in conn.execute(_LIVE_USERS, {"users": user_ids})}
+        return found, created
 
     def all_ratings(self) -> list[tuple[int, int, float]]:
         """``(user_id, movie_id, rating)`` of every stored rating (benchmarks, exports)."""

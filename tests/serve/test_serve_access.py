@@ -4,20 +4,23 @@ security headers, HEAD, diagnostics, rate limits, live and ready, work off the e
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
+from recommender.core.errors import UsageError
 from recommender.serve import Service, create_app
 from recommender.serve.app import Policy
 from recommender.serve.auth import operator_token
-from recommender.serve.server import is_private, limits
 from recommender.serve.middleware import SECURITY_HEADERS, Limits
-from recommender.core.errors import UsageError
+from recommender.serve.routes import Batched
+from recommender.serve.server import is_private, limits
 from serving import LOCAL, OPERATOR, OPERATOR_TOKEN, bearer
 from test_serve_security import PUBLIC, new_user, public_app, ratings_of
 
@@ -229,7 +232,7 @@ def test_the_store_and_title_matching_run_off_the_event_loop(local, monkeypatch)
             return function(*args, **kwargs)
         return wrapper
 
-    for name in ("ratings", "has_user", "put_ratings", "secret_hash"):
+    for name in ("ratings", "ratings_of", "has_user", "put_ratings", "secret_hash"):
         monkeypatch.setattr(service.store, name, recorded(getattr(service.store, name)))
     monkeypatch.setattr(service.catalogue, "match", recorded(service.catalogue.match))
     user, key = new_user(local)
@@ -280,3 +283,29 @@ def test_a_server_given_host_names_faces_the_public_even_on_loopback():
     assert limits(5, 0, private=False) == Limits(5.0, 15, 0.0, 1)
     with pytest.raises(UsageError, match="--rate-limit -1"):
         limits(-1, None, private=True)
+
+
+def test_reads_waiting_together_share_one_query():
+    calls: list[list[int]] = []
+
+    def read_many(keys):
+        calls.append(sorted(keys))
+        time.sleep(0.05)  # the first read runs while the others arrive
+        if 13 in keys:
+            raise RuntimeError("the store is down")
+        return {k: (LookupError(f"no {k}") if k == 7 else k * 10) for k in keys}
+
+    async def main():
+        with ThreadPoolExecutor(2) as pool:
+            batched = Batched(read_many, pool)
+            first = asyncio.ensure_future(batched.get(1))
+            await asyncio.sleep(0.01)
+            rest = await asyncio.gather(*(batched.get(k) for k in (2, 3, 3, 4, 7)),
+                                        return_exceptions=True)
+            failed = await asyncio.gather(batched.get(13), return_exceptions=True)
+            return await first, rest, failed
+
+    first, rest, failed = asyncio.run(main())
+    assert first == 10 and rest[:4] == [20, 30, 30, 40] and isinstance(rest[4], LookupError)
+    assert calls[:2] == [[1], [2, 3, 4, 7]]  # the five waiting reads in one call
+    assert isinstance(failed[0], RuntimeError)
