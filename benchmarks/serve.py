@@ -409,12 +409,13 @@ def main() -> None:
 FLOOD_SOURCE = "127.0.0.2"  # the flooding client's address; the measured ones: 127.0.1.x
 
 
-def flood(host: str, port: int, users: list[int], titles: list[str], seconds: float,
-          connections: int, counts) -> None:
-    """One client (:data:`FLOOD_SOURCE`) sending as fast as ``connections`` keep-alive
-    connections go for ``seconds``: misspelt titles to match, sign-ups and lists, in turn.
-    Runs in its own process; ``counts``: a shared array of answers per status class
-    (2xx, 429, other 4xx, 5xx, transport errors)."""
+def flood(host: str, port: int, users: list[int], titles: list[str], connections: int,
+          orders, replies, counts) -> None:
+    """One client (:data:`FLOOD_SOURCE`), in its own process, that floods for each number of
+    seconds ``orders`` hands it (``None`` ends it), as fast as ``connections`` keep-alive
+    connections go: misspelt titles to match, sign-ups and lists, in turn. ``counts``: a
+    shared array of answers per status class (2xx, 429, other 4xx, 5xx, transport errors);
+    ``replies`` gets ``"ready"`` once the process has started and after each flood."""
     rng = random.Random(1)
 
     def misspelt() -> str:
@@ -423,7 +424,7 @@ def flood(host: str, port: int, users: list[int], titles: list[str], seconds: fl
         title[i:i + 2] = title[i:i + 2][::-1]
         return "".join(title).replace(" ", "%20")
 
-    async def one() -> None:
+    async def one(seconds: float) -> None:
         connection = Connection(host, port, FLOOD_SOURCE)
         deadline = time.monotonic() + seconds
         k = 0
@@ -440,10 +441,13 @@ def flood(host: str, port: int, users: list[int], titles: list[str], seconds: fl
             except (OSError, asyncio.IncompleteReadError):
                 counts[4] += 1
 
-    async def run() -> None:
-        await asyncio.gather(*(one() for _ in range(connections)))
+    async def run(seconds: float) -> None:
+        await asyncio.gather(*(one(seconds) for _ in range(connections)))
 
-    asyncio.run(run())
+    replies.put("ready")
+    while (seconds := orders.get()) is not None:
+        asyncio.run(run(seconds))
+        replies.put("ready")
 
 
 def flood_phase(args, work: Path, port: int, users: list[int], titles: list[str]) -> None:
@@ -462,6 +466,10 @@ def flood_phase(args, work: Path, port: int, users: list[int], titles: list[str]
     rng = random.Random(args.seed)
     context = multiprocessing.get_context("spawn")
     counts = context.Array("l", 5)
+    to_flooder, from_flooder = context.Queue(), context.Queue()
+    flooder = context.Process(target=flood, args=(
+        args.host, port, users, titles, args.flood_connections, to_flooder, from_flooder,
+        counts))
 
     def recommend():
         return "recommend", "GET", f"/recommend/{rng.choice(users)}?top_n=10", None
@@ -473,16 +481,18 @@ def flood_phase(args, work: Path, port: int, users: list[int], titles: list[str]
 
     halves: dict[str, list] = {"alone": [], "beside": []}
     try:
+        flooder.start()  # started once: a new interpreter's imports would load the machine
+        from_flooder.get(timeout=120)
         for _ in range(args.flood_rounds):
             halves["alone"].append(half())
-            flooder = context.Process(target=flood, args=(
-                args.host, port, users, titles, args.flood_seconds + 2.5,
-                args.flood_connections, counts))
-            flooder.start()
+            to_flooder.put(args.flood_seconds + 2.5)
             time.sleep(2.0)  # the flood under way, its burst spent
             halves["beside"].append(half())
-            flooder.join()
+            from_flooder.get(timeout=60)
+        to_flooder.put(None)
+        flooder.join(timeout=30)
     finally:
+        flooder.kill()
         kill_all(server)
     title = (f"2f. the flood phase: {clients} clients at {args.paced:g} lists/s each, every list "
              f"computed, rate limit {args.flood_rate_limit:g}/s per client, "

@@ -39,7 +39,6 @@ HANDOVER_ENV_VAR = "RECOMMENDER_SERVE_HANDOVER"  # the folder where workers find
 RESTARTS_PER_MINUTE = 5  # more worker deaths than this in a minute stop the server
 _CANNOT_BIND = 3  # a worker's exit status when the port is taken: restarting cannot help
 _UVICORN = {"log_level": "warning", "access_log": False, "server_header": False}
-SWITCH_INTERVAL = 0.0002  # seconds: how soon a thread waiting for the GIL gets it (Python: 0.005)
 
 
 def is_private(host: str, allowed_hosts: tuple[str, ...] = ()) -> bool:
@@ -101,7 +100,6 @@ def serve(config: ServeConfig, host: str = "127.0.0.1", port: int = 8000, worker
                                                                                 private))
     service = Service.from_config(config)
     _announce(service, host, port, workers, policy)
-    sys.setswitchinterval(SWITCH_INTERVAL)
     if workers == 1:
         uvicorn.run(create_app(service=service, policy=policy), host=host, port=port,
                     **_UVICORN)
@@ -193,7 +191,6 @@ def _worker(host: str, port: int) -> None:
         print(f"recommender: error: cannot listen on {host}:{port}: {exc.strerror}",
               file=sys.stderr, flush=True)
         sys.exit(_CANNOT_BIND)
-    sys.setswitchinterval(SWITCH_INTERVAL)
     config = uvicorn.Config(_WORKER_APP, factory=True, **_UVICORN)
     uvicorn.Server(config).run(sockets=[sock])
 
