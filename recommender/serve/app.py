@@ -110,12 +110,15 @@ async def _lifespan(app: FastAPI):
     the store of the one built here when the app stops (a service passed in belongs to the
     caller); make the thread pools of :func:`~recommender.serve.routes.offload` and the
     batched reads of users' ratings; freeze what was loaded out of the garbage collector."""
-    app.state.pools = {write: ThreadPoolExecutor(THREADS, thread_name_prefix=name)
-                       for write, name in ((False, "store-read"), (True, "store-write"))}
     built = getattr(app.state, "service", None) is None
     if built:
         app.state.service = await anyio.to_thread.run_sync(
             Service.from_config, app.state.config or ServeConfig())
+    # SQLite has one writer at a time: more threads would only queue on its lock, in sleeps
+    # that grow to 100 ms (its busy handler); PostgreSQL writes rows side by side.
+    writers = 1 if app.state.service.store.dialect == "sqlite" else THREADS
+    app.state.pools = {False: ThreadPoolExecutor(THREADS, thread_name_prefix="store-read"),
+                       True: ThreadPoolExecutor(writers, thread_name_prefix="store-write")}
     app.state.stored = Batched(app.state.service.stored_of, app.state.pools[False])
     # What is loaded now lives as long as the process: out of the collector's full scans,
     # which otherwise stop the server for 25-30 ms (ml-latest-small's catalogue and models).

@@ -8,6 +8,7 @@ Each is a plain ASGI class (no per-request task or body copy, as Starlette's
 from __future__ import annotations
 
 import math
+import random
 import threading
 import time
 from collections import OrderedDict
@@ -106,9 +107,11 @@ class Limits:
     Attributes:
         per_second, burst: every request.
         signups_per_hour, signup_burst: ``POST /users`` (each makes a row in the store).
-        hold_seconds: how long a refusal waits before it is sent (while fewer than
-            :data:`MAX_HELD` wait), so that a client flooding over a few connections
-            slows down itself rather than the server.
+        hold_seconds: how long, on average, a refusal waits before it is sent (while fewer
+            than :data:`MAX_HELD` wait), so that a client flooding over a few connections
+            slows down itself rather than the server; each wait is drawn between half and
+            one and a half times it, so that the flood's next requests do not come back
+            all at once.
     """
 
     per_second: float = 0.0
@@ -179,7 +182,7 @@ class RateLimit:
             if self.limits.hold_seconds and self.held < MAX_HELD:
                 self.held += 1
                 try:
-                    await anyio.sleep(self.limits.hold_seconds)
+                    await anyio.sleep(self.limits.hold_seconds * random.uniform(0.5, 1.5))
                 finally:
                     self.held -= 1
             return await _json_error(429, f"too many requests: try again in {retry} s",

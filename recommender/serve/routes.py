@@ -3,7 +3,7 @@
 The event loop only parses, routes and runs short CPU work (a list's sparse-dense product, a
 search in sorted titles): whatever waits (the store, over a file or a network) or may take
 milliseconds of CPU (matching a misspelt title) runs in a thread, through :func:`offload`, in
-one of two pools of eight (reads, writes), so writes waiting for the disk never hold up reads.
+one of two pools (reads; writes), so writes waiting for the disk never hold up reads.
 The hot read, a user's ratings before each list, goes through :class:`Batched`: the requests
 waiting at a moment share one query, so that under load a thread wakes once for many of them.
 

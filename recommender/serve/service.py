@@ -219,11 +219,13 @@ class Catalogue:
         found = self.search(text, 1)
         if found:
             return found[0], "search"
-        close = rapidfuzz.process.extractOne(_plain(text), self._fuzzy_names, processor=None,
-                                             scorer=rapidfuzz.fuzz.ratio,
-                                             score_cutoff=FUZZY_CUTOFF)
-        if close:
-            return self._by_plain[close[0]][0], "fuzzy"
+        # cdist lets other threads run while it compares (extractOne holds the interpreter).
+        scores = rapidfuzz.process.cdist([_plain(text)], self._fuzzy_names, processor=None,
+                                         scorer=rapidfuzz.fuzz.ratio,
+                                         score_cutoff=FUZZY_CUTOFF, workers=1)[0]
+        best = int(np.argmax(scores))  # the first of equals: the most rated
+        if scores[best] >= FUZZY_CUTOFF:
+            return self._by_plain[self._fuzzy_names[best]][0], "fuzzy"
         raise NotFound(f"no movie title matches {text!r}")
 
     def popular(self, genre: str | None, limit: int) -> list[int]:
