@@ -244,13 +244,15 @@ async def predict(service: Svc, request: Request, user_id: UserId,
     """The rating the user would give a movie named by id, title (any case or accents, with
     or without its year), the start of a title, or a close spelling; the response names the
     movie matched."""
-    return await offload(request, service.predict, user_id, movie_title)
+    found = (service.catalogue.quick_match(movie_title)
+             or await offload(request, service.catalogue.closest, movie_title))
+    return service.predict(user_id, found, await stored(request, user_id))
 
 
 @user_routes.get("/users/{user_id}/ratings", response_model=UserRatings)
 async def get_ratings(service: Svc, request: Request, user_id: UserId) -> dict:
     """Every rating of the user, the dataset's and the API's."""
-    return await offload(request, service.user_ratings, user_id)
+    return service.user_ratings(user_id, await stored(request, user_id))
 
 
 @user_routes.put("/users/{user_id}/ratings", response_model=Written)
