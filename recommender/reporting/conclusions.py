@@ -50,7 +50,12 @@ def _pct(value, digits: int = 0) -> str:
 
 
 def _p(value) -> str:
-    return f"p = {value:.1e}" if _ok(value) else "no p-value"
+    """A p-value in a sentence: two significant digits, scientific below 0.001."""
+    if not _ok(value):
+        return "no p-value"
+    if value == 0:
+        return "p < 1e-300"
+    return f"p = {value:.1e}" if value < 0.001 else f"p = {value:.2g}"
 
 
 def _bullets(lines: Iterable[str | None]) -> Markdown:
@@ -61,15 +66,19 @@ def _rows(rows: list[dict] | None, **where) -> list[dict]:
     return [r for r in rows or [] if all(r.get(k) == v for k, v in where.items())]
 
 
+def _metric(key: str) -> str:
+    return {"ndcg@10": "NDCG@10", "auc": "AUC", "rmse": "RMSE"}.get(key, key)
+
+
 def _best(rows: list[dict], key: str, largest: bool = True) -> dict | None:
     rated = [r for r in rows if _ok(r.get(key))]
     return (max if largest else min)(rated, key=lambda r: r[key]) if rated else None
 
 
 def _change(value: float, reference: float, what: str, lower_is_better: bool = False,
-            tolerance: float = 0.01) -> str:
+            tolerance: float = 0.03) -> str:
     """"improves <what>", "costs <what>" or "leaves <what> unchanged" (a relative change
-    within ``tolerance`` counts as none)."""
+    within ``tolerance``, a few per cent, counts as none: one fit moves that much)."""
     if abs(value - reference) <= tolerance * abs(reference):
         return f"leaves {what} unchanged"
     better = value < reference if lower_is_better else value > reference
@@ -242,14 +251,15 @@ def softmax_negative_sampling(m: dict) -> Markdown:
         full = _rows(folding, data=data, loss="full")
         if positives and full:
             p, f = positives[0], full[0]
-            folds = p["gap"] < 0.5 * f["gap"]
+            verdict = ("the movies fold onto each other, and negatives are what keeps unrelated "
+                       "movies apart" if p["gap"] < 0.5 * f["gap"] else
+                       "some folding, milder than the gap with negatives" if p["gap"] < f["gap"]
+                       else "so training on positives only does not fold these clusters")
             lines.append(
                 f"Folding, on the {data}: without negatives the gap between the similarity of "
                 f"same-cluster and of different-cluster movies is {_f(p['gap'])}, against "
-                f"{_f(f['gap'])} with the full softmax: "
-                + ("the movies fold onto each other, and negatives are what keeps unrelated "
-                   "movies apart" if folds else "folding is mild here")
-                + f" (NDCG@10 {_f(p.get('ndcg@10'))} against {_f(f.get('ndcg@10'))}).")
+                f"{_f(f['gap'])} with the full softmax; {verdict} (NDCG@10 "
+                f"{_f(p.get('ndcg@10'))} against {_f(f.get('ndcg@10'))}).")
     cost = m.get("cost") or []
     widest = max((r["movies"] for r in cost if _ok(r.get("movies"))), default=None)
     if widest:
@@ -257,12 +267,12 @@ def softmax_negative_sampling(m: dict) -> Markdown:
         sampled = [r for r in _rows(cost, movies=widest) if r.get("loss") != "full"]
         if full and sampled and _ok(full[0].get("epoch_seconds")):
             ratio = sampled[0]["epoch_seconds"] / full[0]["epoch_seconds"]
-            lines.append(f"Cost: with {_f(widest)} movies an epoch took "
-                         f"{_f(full[0]['epoch_seconds'])} s with the full softmax and "
-                         f"{_f(sampled[0]['epoch_seconds'])} s sampled ({ratio:.2f}x); "
+            lines.append(f"Cost: with {_f(widest)} movies (and this notebook's few users) an "
+                         f"epoch took {_f(full[0]['epoch_seconds'])} s with the full softmax and "
+                         f"{_f(sampled[0]['epoch_seconds'])} s sampled ({ratio:.2f}x): "
                          + ("sampling saves time at this size."
-                            if ratio < 0.8 else "at this size fixed costs dominate and "
-                                                "sampling saves nothing."))
+                            if ratio < 0.8 else "fixed costs dominate such short epochs, and "
+                                                "sampling saves nothing here."))
     negatives = sorted((r for r in m.get("negatives") or [] if _ok(r.get("ndcg@10"))),
                        key=lambda r: r["num_negatives"])
     full_budget = _rows(folding, data="real split (first genre)", loss="full")
@@ -338,15 +348,34 @@ def content_and_cold_start(m: dict) -> Markdown:
                 f"{top_ndcg['model']} ranks best by NDCG@10 ({_f(top_ndcg['ndcg@10'])}) and "
                 f"{top_auc['model']} by AUC ({_f(top_auc['auc'])})"
                 + (f", against {_f(random_items['ndcg@10'])} and {_f(random_items['auc'])} for "
-                   "random order" if random_items else ""))
-        reference = {r["model"]: r for r in m.get("reference") or []}
-        lightfm = next((r for name, r in reference.items() if "WARP" in name), None)
-        if lightfm and _ok(lightfm.get("ndcg@10")):
-            beats = top_ndcg["ndcg@10"] > lightfm["ndcg@10"]
-            text += (f"; LightFM's reference NDCG@10 on the same draw is "
-                     f"{_f(lightfm['ndcg@10'])}, which {top_ndcg['model']} "
-                     f"{'passes' if beats else 'does not reach'}")
-        lines.append(text + ".")
+                   "random order" if random_items else "") + ".")
+        if top_ndcg is not top_auc and _ok(top_ndcg.get("auc")) and top_ndcg["auc"] < 0.6:
+            text += (f" {top_ndcg['model']}'s AUC is near chance ({_f(top_ndcg['auc'])}): it "
+                     "puts a few cold movies at the top and orders the rest no better than "
+                     f"random, where {top_auc['model']} orders the whole list.")
+        passed = {}  # (reference, metric, value) -> models above it (with an AUC above chance)
+        for reference in m.get("reference") or []:
+            name = reference["model"].replace(" (reference)", "")
+            for metric in ("ndcg@10", "auc"):
+                if _ok(reference.get(metric)) and "random" not in name:
+                    passed[name, metric, reference[metric]] = [
+                        r["model"] for r in items if _ok(r.get(metric))
+                        and r[metric] > reference[metric] and r.get("auc", 0) >= 0.6]
+        if passed:
+            shown = "; ".join(f"{name} {_metric(metric)} {_f(value)}"
+                              for name, metric, value in passed)
+            groups = {tuple(models) for models in passed.values()}
+            if len(groups) == 1:
+                (models,) = groups
+                text += (f" Against the references measured on the same draw ({shown}): "
+                         + (f"{', '.join(models)} pass{'es' if len(models) == 1 else ''} every "
+                            "one of them." if models else "no model here passes them."))
+            else:
+                text += " Against the references measured on the same draw: " + "; ".join(
+                    f"{name} {_metric(metric)} {_f(value)} is passed by "
+                    f"{', '.join(models) or 'no model'}"
+                    for (name, metric, value), models in passed.items()) + "."
+        lines.append(text)
     users = [r for r in cold if r.get("protocol") == "users" and _ok(r.get("revealed"))]
     counts = sorted({r["revealed"] for r in users})
     for revealed in dict.fromkeys(counts[:1] + counts[-1:]):
@@ -397,11 +426,15 @@ def multitask_two_tower(m: dict) -> Markdown:
         rmse_change = _change(joint["rmse"], alone_rating["rmse"], "rating accuracy",
                               lower_is_better=True)
         ndcg_change = _change(joint["ndcg@10"], alone_retrieval["ndcg@10"], "retrieval")
+        rmse = f"RMSE {_f(joint['rmse'], 4)} against {_f(alone_rating['rmse'], 4)} for ranking alone"
+        ndcg = (f"NDCG@10 {_f(joint['ndcg@10'], 4)} against {_f(alone_retrieval['ndcg@10'], 4)} "
+                "for retrieval alone")
         lines.append(
-            f"With those settings, training both tasks together {rmse_change} "
-            f"(RMSE {_f(joint['rmse'], 4)} against {_f(alone_rating['rmse'], 4)} for ranking "
-            f"alone) and {ndcg_change} (NDCG@10 {_f(joint['ndcg@10'], 4)} against "
-            f"{_f(alone_retrieval['ndcg@10'], 4)} for retrieval alone).")
+            f"With those settings, training both tasks together "
+            + (f"changes neither rating accuracy ({rmse}) nor retrieval ({ndcg}), beyond what "
+               "one fit moves." if rmse_change.endswith("unchanged")
+               and ndcg_change.endswith("unchanged") else
+               f"{rmse_change} ({rmse}) and {ndcg_change} ({ndcg})."))
     stages = {r.get("mode", ""): r for r in m.get("stages") or []}
     two = next((r for k, r in stages.items() if k.startswith("two-stage")), None)
     alone = next((r for k, r in stages.items() if k.startswith("retrieval")), None)
@@ -472,17 +505,20 @@ def model_comparison(m: dict) -> Markdown:
         strong = [best, *tied]
         if len(strong) > 1:
             cheapest = _best(strong, "fit_seconds", largest=False)
-            widest = _best(strong, f"coverage@{k}")
-            coverage = (f"coverage {_f(widest.get(f'coverage@{k}'))}, "
-                        f"{_pct(widest.get('top1pct_share'))} of slots from the top 1%")
+            lines.append(f"Of the {len(strong)} models the paired tests cannot tell apart at "
+                         f"the top, {cheapest['model']} is the cheapest to fit "
+                         f"({_f(cheapest.get('fit_seconds'), 1)} s).")
+        near = [r for r in table if _ok(r.get(ndcg)) and r[ndcg] >= 0.9 * best[ndcg]]
+        varied = _best(near, f"coverage@{k}")
+        plain = _best([best, *tied], f"coverage@{k}")
+        if varied and plain and varied not in (best, *tied) and _ok(plain.get(f"coverage@{k}")) \
+                and varied[f"coverage@{k}"] > 1.2 * plain[f"coverage@{k}"]:
             lines.append(
-                f"Among the {len(strong)} models the paired tests cannot tell apart at the top, "
-                + (f"{cheapest['model']} is both the cheapest to fit "
-                   f"({_f(cheapest.get('fit_seconds'), 1)} s) and the one that covers the most "
-                   f"of the catalogue ({coverage})." if cheapest is widest else
-                   f"{cheapest['model']} is the cheapest to fit "
-                   f"({_f(cheapest.get('fit_seconds'), 1)} s) and {widest['model']} covers the "
-                   f"most of the catalogue ({coverage})."))
+                f"**Varied lists: {varied['model']}**, within 10% of the best NDCG@{k} "
+                f"({_f(varied[ndcg], 4)}), recommends {_f(varied[f'coverage@{k}'])} of the "
+                f"catalogue against {_f(plain[f'coverage@{k}'])} for {plain['model']}, and "
+                f"gives {_pct(varied.get('top1pct_share'))} of its slots to the 1% most rated "
+                f"movies against {_pct(plain.get('top1pct_share'))}.")
     rating_rows = [r for r in table if _ok(r.get("rmse"))]
     best_rmse = _best(rating_rows, "rmse", largest=False)
     if best_rmse:

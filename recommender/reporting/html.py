@@ -150,23 +150,33 @@ def _glossary() -> str:
     return f"<dl>{items}</dl>"
 
 
+_SEED_COLUMNS = (("ndcg@10", "NDCG@10"), ("rmse", "RMSE"), ("recall@10", "R@10"),
+                 ("coverage@10", "cov@10"), ("fit_seconds", "fit s"))
+
+
+def _seed_cell(values: dict, metric: str) -> str:
+    if metric not in values:
+        return MISSING
+    mean, sd = values[metric]["mean"], values[metric]["sd"]
+    if metric == "fit_seconds":
+        return f"{mean:.1f}"
+    return f"{mean:.4f}" + (f" ± {sd:.4f}" if round(sd, 4) > 0 else "")
+
+
 def _seed_table(spread: dict) -> str:
     """Mean ± sd over seeds per model, for the metrics the spread holds."""
     models = spread.get("models") or {}
-    metrics = [m for m in ("ndcg@10", "rmse", "recall@10", "coverage@10")
-               if any(m in v for v in models.values())]
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in ["model", *metrics])
-    rows = ""
-    for name, values in models.items():
-        cells = "".join(
-            f"<td>{values[m]['mean']:.4f} ± {values[m]['sd']:.4f}</td>" if m in values
-            else f"<td>{MISSING}</td>" for m in metrics)
-        rows += f"<tr><td>{_model_link(name)}</td>{cells}</tr>"
+    columns = [(m, h) for m, h in _SEED_COLUMNS if any(m in v for v in models.values())]
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in ["model", *(h for _, h in columns)])
+    rows = "".join(f"<tr><td>{_model_link(name)}</td>"
+                   + "".join(f"<td>{_seed_cell(values, m)}</td>" for m, _ in columns) + "</tr>"
+                   for name, values in models.items())
     seeds = ", ".join(map(str, spread.get("seeds", [])))
-    return (f"<p>The headline models fitted with seeds {seeds} on the same split "
-            f"(<code>benchmarks/u20.py --seeds</code>, {html.escape(str(spread.get('date', '')))}):"
-            " mean ± standard deviation over the seeds, so a reader sees how much a seed "
-            f"moves each figure.</p><table><tr>{head}</tr>{rows}</table>")
+    return (f"<p>Each model fitted once with each of seeds {seeds} on the same split "
+            f"(<code>benchmarks/u20.py --seeds</code>, {html.escape(str(spread.get('date', '')))})"
+            ": mean ± sample standard deviation over the seeds, no ± where every seed gives the "
+            "same figure; fit s is the mean.</p>"
+            f"<table><tr>{head}</tr>{rows}</table>")
 
 
 def _origin_result(origin, rows: dict[str, dict]) -> str:
@@ -200,8 +210,8 @@ def _origins_table(comparison: list[dict] | None) -> str:
     head = "".join(f"<th class='text'>{h}</th>" for h in
                    ("origin system", "what it built", "our models", "notebook",
                     "what it reported", "this run"))
-    return (f"<table><tr>{head}</tr>{body}</table><p>The write-ups are summarised in "
-            "<code>docs/origins.md</code>.</p>")
+    return (f"<table><tr>{head}</tr>{body}</table><p>What each write-up built is summarised "
+            "in <a href='../docs/origins.md'>docs/origins.md</a>.</p>")
 
 
 def _notebook_table(notebooks: list[dict]) -> str:

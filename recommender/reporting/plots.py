@@ -15,6 +15,7 @@ from collections.abc import Iterable
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 import pandas as pd
 import seaborn as sns
 
@@ -53,20 +54,40 @@ MODEL_COLOURS = {
 }
 # For names not above (a model added later, an analysis variant): picked by a hash of the
 # name, so the name gets the same colour in every figure.
-_SPARE_COLOURS = ("#ff69b4", "#6b8e23", "#b8860b", "#708090", "#8b008b", "#2e8b57",
-                  "#cd5c5c", "#00a3a3", "#5f4b8b", "#d2691e")
+_SPARE_COLOURS = ("#bfef45", "#ff69b4", "#7b68ee", "#20b2aa", "#d2691e", "#708090", "#b8860b",
+                  "#2e8b57", "#cd5c5c", "#6b8e23")
 
 
 def model_colour(name: str) -> str:
-    """The colour of model ``name`` in every figure."""
+    """The colour of model ``name`` in every figure (any other name: one of the spare
+    colours, picked by a hash of the name)."""
     if name in MODEL_COLOURS:
         return MODEL_COLOURS[name]
+    if name.lower() in MODEL_COLOURS:
+        return MODEL_COLOURS[name.lower()]
     return _SPARE_COLOURS[zlib.crc32(name.encode()) % len(_SPARE_COLOURS)]
 
 
 def model_palette(names: Iterable[str]) -> dict[str, str]:
-    """``{name: colour}`` for seaborn's ``palette=`` argument."""
-    return {name: model_colour(name) for name in dict.fromkeys(names)}
+    """``{name: colour}`` for one figure, distinct within it: a registered model's own
+    colour; a label that starts with one (``"softmax-dnn, in-batch negatives"``) takes that
+    model's colour when no other label of the figure has it, else a spare colour."""
+    names = list(dict.fromkeys(names))
+    palette = {n: model_colour(n) for n in names
+               if n in MODEL_COLOURS or n.lower() in MODEL_COLOURS}
+    for name in names:
+        if name in palette:
+            continue
+        base = next((m for m in sorted(MODEL_COLOURS, key=len, reverse=True)
+                     if name.lower().startswith((m + " ", m + ","))), None)
+        colour = MODEL_COLOURS.get(base)
+        if colour is None or colour in palette.values():
+            start = zlib.crc32(name.encode())
+            spare = [_SPARE_COLOURS[(start + i) % len(_SPARE_COLOURS)]
+                     for i in range(len(_SPARE_COLOURS))]
+            colour = next((c for c in spare if c not in palette.values()), spare[0])
+        palette[name] = colour
+    return palette
 
 
 def _legend_outside(ax, title: str | None = None, handles=None, labels=None) -> None:
@@ -121,7 +142,7 @@ def genres_over_time(movies: pd.DataFrame, top: int = 8):
     table = (exploded[exploded["genres"].isin(keep)]
              .groupby(["decade", "genres"]).size().unstack(fill_value=0))
     share = table.div(table.sum(axis=1), axis=0)
-    fig, ax = plt.subplots(figsize=(10, 4))
+    fig, ax = plt.subplots(figsize=(9, 4))
     share.plot.area(ax=ax, cmap="tab10", linewidth=0)
     ax.set(xlabel="release decade", ylabel="share of genre labels", title="Genres over time",
            xlim=(share.index.min(), share.index.max()), ylim=(0, 1))
@@ -151,6 +172,7 @@ def training_curves(history: pd.DataFrame, val_label: str = "validation",
     fig, ax = plt.subplots(figsize=(7, 3.5))
     lines = ax.plot(history["epoch"], history["loss"], color="steelblue", label="training loss")
     ax.set(xlabel="epoch", ylabel="training loss", title="Training curves")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     if "val" in history:
         twin = ax.twinx()
         twin.grid(False)  # one grid, the loss axis's
@@ -176,7 +198,7 @@ def error_by_bucket(frame: pd.DataFrame, bucket: str, error: str = "abs_error"):
     fig, ax = plt.subplots(figsize=(8, 3.5))
     sns.barplot(data=frame, x=bucket, y=error, ax=ax, color="steelblue", errorbar=("ci", 95))
     what, by = _ERROR_LABELS.get(error, error), _BUCKET_LABELS.get(bucket, bucket)
-    ax.set(title=f"{what[0].upper()}{what[1:]} by {by}", xlabel=by, ylabel=what)
+    ax.set(title=_capital(f"{what} by {by}"), xlabel=by, ylabel=what)
     return fig
 
 
@@ -248,7 +270,8 @@ def _intervals(ax, table: pd.DataFrame, metric: str, title: str, lower_is_better
     # the first row is drawn at the bottom: sort so that the best comes last, on top
     table = table.dropna(subset=[metric]).sort_values(metric, ascending=not lower_is_better)
     y = np.arange(len(table))
-    colours = [model_colour(m) for m in table["model"]]
+    palette = model_palette(table["model"])
+    colours = [palette[m] for m in table["model"]]
     if f"{metric}_low" in table:
         low, high = table[f"{metric}_low"].to_numpy(), table[f"{metric}_high"].to_numpy()
         ax.hlines(y, low, high, colors=colours, lw=2.5)
@@ -259,14 +282,18 @@ def _intervals(ax, table: pd.DataFrame, metric: str, title: str, lower_is_better
     ax.grid(axis="y", visible=False)
 
 
+def _capital(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
 def metrics_with_ci(table: pd.DataFrame, metric: str):
     """Each model's ``metric`` with its 95% bootstrap interval (``<metric>_low``/``_high``)."""
     rows = int(table[metric].notna().sum())
     lower = metric in ("rmse", "mae")
     fig, ax = plt.subplots(figsize=(7, 0.32 * rows + 1.3))
     better = "lower" if lower else "higher"
-    _intervals(ax, table, metric, f"{_metric_name(metric)} with its 95% bootstrap interval "
-                                  f"({better} is better)", lower)
+    _intervals(ax, table, metric, _capital(f"{_metric_name(metric)} with its 95% bootstrap "
+                                           f"interval ({better} is better)"), lower)
     return fig
 
 
@@ -277,7 +304,7 @@ def comparison_overview(table: pd.DataFrame, k: int = 10):
               ("rmse", "RMSE: lower is better", True)]
     panels = [p for p in panels if p[0] in table and table[p[0]].notna().any()]
     rows = max(int(table[p[0]].notna().sum()) for p in panels)
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.8 * len(panels), 0.3 * rows + 1.5),
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 0.3 * rows + 1.5),
                              squeeze=False)
     for ax, (metric, title, lower) in zip(axes[0], panels):
         _intervals(ax, table, metric, title, lower)
@@ -291,10 +318,11 @@ def metric_at_k(curves: pd.DataFrame, metric: str, order_at: int = 10):
     at = curves[curves["k"] == order_at].set_index("model")[metric]
     order = list(at.sort_values(ascending=False).index) or list(dict.fromkeys(curves["model"]))
     fig, ax = plt.subplots(figsize=(8, 4.5))
+    palette = model_palette(order)
     for name in order:
         rows = curves[curves["model"] == name]
-        ax.plot(rows["k"], rows[metric], color=model_colour(name), label=name, lw=1.8)
-    ax.set(xlabel="K (list length)", ylabel=metric, title=f"{metric[0].upper()}{metric[1:]}@K",
+        ax.plot(rows["k"], rows[metric], color=palette[name], label=name, lw=1.8)
+    ax.set(xlabel="K (list length)", ylabel=metric, title=f"{_capital(metric)}@K",
            xlim=(curves["k"].min(), curves["k"].max()))
     _legend_outside(ax, f"model (by {metric}@{order_at})")
     return fig
@@ -307,9 +335,10 @@ def accuracy_against_popularity(table: pd.DataFrame, k: int = 10):
     novelty = table["novelty"].fillna(table["novelty"].min())
     span = max(float(novelty.max() - novelty.min()), 1e-9)
     sizes = 40 + 260 * (novelty - novelty.min()) / span
+    palette = model_palette(table["model"])
     for (_, row), size in zip(table.iterrows(), sizes):
         ax.scatter(row["top1pct_share"], row[f"ndcg@{k}"], s=size,
-                   color=model_colour(row["model"]), label=row["model"], edgecolor="white",
+                   color=palette[row["model"]], label=row["model"], edgecolor="white",
                    linewidth=0.5, zorder=3)
     ax.set(xlabel="share of recommendations from the 1% most popular movies",
            ylabel=f"NDCG@{k}", title="Accuracy against popularity bias (dot size: novelty)")
@@ -325,7 +354,7 @@ def accuracy_against_popularity(table: pd.DataFrame, k: int = 10):
 def rmse_by_activity(activity: pd.DataFrame):
     """RMSE per bucket of user activity (columns ``model``, ``activity``, ``rmse``), a line
     of dots per model, so that the axis can span the values without misleading bars."""
-    fig, ax = plt.subplots(figsize=(9, 3.8))
+    fig, ax = plt.subplots(figsize=(8.5, 3.8))
     names = list(dict.fromkeys(activity["model"]))
     sns.pointplot(data=activity, x="activity", y="rmse", hue="model", hue_order=names,
                   palette=model_palette(names), dodge=0.3, markersize=6, linewidth=1.5, ax=ax)
@@ -334,10 +363,19 @@ def rmse_by_activity(activity: pd.DataFrame):
     return fig
 
 
+def _short_title(title: str, width: int = 36) -> str:
+    """A movie title shortened to about ``width`` characters, keeping its year."""
+    if len(title) <= width:
+        return title
+    name, year = (title[:-7], title[-7:]) if title.endswith(")") and title[-5:-1].isdigit() \
+        else (title, "")
+    return f"{name[:width - len(year) - 1].rstrip()}…{year}"
+
+
 def _chart_bars(ax, chart: pd.DataFrame, title: str) -> None:
     chart = chart.iloc[::-1]
-    labels = (chart["title"].map(lambda t: t if len(t) <= 40 else f"{t[:38]}…")
-              if "title" in chart else chart["movieId"].astype(str))
+    labels = (chart["title"].map(_short_title) if "title" in chart
+              else chart["movieId"].astype(str))
     ax.barh(labels, chart["weighted"], color=model_colour("weighted-popularity"))
     low, high = chart["weighted"].min(), chart["weighted"].max()
     ax.set_xlim(low - 0.3 * (high - low + 0.1), high + 0.35 * (high - low + 0.1))
@@ -361,7 +399,7 @@ def genre_charts(charts: dict[str, pd.DataFrame], columns: int = 2):
     """One weighted-rating chart per genre, in a grid."""
     rows = -(-len(charts) // columns)
     top = max(len(c) for c in charts.values())
-    fig, axes = plt.subplots(rows, columns, figsize=(7.5 * columns, (0.32 * top + 1.2) * rows),
+    fig, axes = plt.subplots(rows, columns, figsize=(5.8 * columns, (0.32 * top + 1.2) * rows),
                              squeeze=False)
     for ax, (genre, chart) in zip(axes.ravel(), charts.items()):
         _chart_bars(ax, chart, f"{genre} (m = {chart.attrs['m']:.0f}, "
@@ -379,8 +417,9 @@ def cold_start_items(table: pd.DataFrame, reference: pd.DataFrame | None = None)
     """NDCG@10 and AUC of every model on cold movies (rows of ``protocol == "items"``), with
     ``reference`` rows (model, auc, ndcg@10) drawn as grey lines, named in a legend below."""
     rows = table[table["protocol"] == "items"].sort_values("auc")
-    fig, axes = plt.subplots(1, 2, figsize=(12, 0.35 * len(rows) + 2.2), sharey=True)
-    colours = [model_colour(m) for m in rows["model"]]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 0.35 * len(rows) + 2.2), sharey=True)
+    palette = model_palette(rows["model"])
+    colours = [palette[m] for m in rows["model"]]
     handles = {}
     styles = {} if reference is None else dict(zip(reference["model"], _REFERENCE_STYLES))
     for ax, metric in zip(axes, ["ndcg@10", "auc"]):
@@ -407,7 +446,7 @@ def cold_start_users(table: pd.DataFrame):
     last = rows[rows["revealed"] == rows["revealed"].max()].sort_values("ndcg@10", ascending=False)
     names = list(last["model"])
     names += [m for m in dict.fromkeys(rows["model"]) if m not in names]
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+    fig, axes = plt.subplots(1, 2, figsize=(9.5, 4))
     for ax, metric in zip(axes, ["ndcg@10", "auc"]):
         sns.lineplot(data=rows, x="revealed", y=metric, hue="model", hue_order=names,
                      palette=model_palette(names), marker="o", ax=ax, legend=ax is axes[1])
@@ -422,11 +461,13 @@ def cold_start_users(table: pd.DataFrame):
 def per_epoch(trace: pd.DataFrame, metrics: list[str]):
     """One panel per metric against the epoch, a line per ``run`` (columns ``run``, ``epoch``
     and the metrics)."""
-    fig, axes = plt.subplots(1, len(metrics), figsize=(5.5 * len(metrics), 3.8), squeeze=False)
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.6 * len(metrics), 3.8), squeeze=False)
     for ax, metric in zip(axes[0], metrics):
         sns.lineplot(data=trace, x="epoch", y=metric, hue="run", marker="o", ax=ax,
                      legend=ax is axes[0][-1])
-        ax.set(title=f"{metric.replace('_', ' ')} per epoch", ylabel=metric.replace("_", " "))
+        name = _metric_name(metric).replace("top_100_accuracy", "top-100 accuracy")
+        ax.set(title=_capital(f"{name} per epoch"), ylabel=name)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     _legend_outside(axes[0][-1], "run")
     fig.tight_layout()
     return fig
@@ -436,7 +477,7 @@ def similarity_heatmaps(panels: dict[str, pd.DataFrame], columns: int = 2,
                         title: str = "Mean cosine similarity of movie vectors between clusters"):
     """One annotated heatmap per ``{panel title: square similarity table}``, on one scale."""
     rows = -(-len(panels) // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(7 * columns, 5.6 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, columns, figsize=(5.7 * columns, 4.8 * rows), squeeze=False)
     for ax, (name, sim) in zip(axes.ravel(), panels.items()):
         sns.heatmap(sim, ax=ax, vmin=-0.2, vmax=1.0, cmap="viridis", annot=True, fmt=".2f",
                     annot_kws={"size": SMALL + 1})
@@ -473,8 +514,9 @@ def popularity_bias(table: pd.DataFrame):
     """The share of recommendation slots taken by the 1% most popular movies, one bar per row
     (columns ``model``, ``top1pct_share``)."""
     fig, ax = plt.subplots(figsize=(8, 0.45 * len(table) + 1.3))
+    palette = model_palette(table["model"])
     ax.barh(table["model"][::-1], table["top1pct_share"][::-1],
-            color=[model_colour(m) for m in table["model"][::-1]])
+            color=[palette[m] for m in table["model"][::-1]])
     ax.set(xlabel="share of recommendations from the 1% most popular movies", xlim=(0, 1),
            title="Popularity bias")
     ax.grid(axis="y", visible=False)
@@ -486,7 +528,7 @@ def side_by_side(table: pd.DataFrame, metrics: list[str], title: str):
     long = table.melt(id_vars="model", value_vars=metrics, var_name="metric")
     long["metric"] = long["metric"].map(_metric_name)
     names = list(dict.fromkeys(table["model"]))
-    fig, ax = plt.subplots(figsize=(10, 4))
+    fig, ax = plt.subplots(figsize=(8.5, 4))
     sns.barplot(data=long, x="metric", y="value", hue="model", hue_order=names,
                 palette=model_palette(names), ax=ax)
     ax.set(xlabel="", ylabel="", title=title)

@@ -265,7 +265,8 @@ def _run_one(path: Path, staged: Path, cwd: Path, params: dict, sockets: Path,
 
 
 def _commit() -> str:
-    """The checkout's commit (short), marked when tracked files have local changes."""
+    """The checkout's commit (short), marked when tracked files outside ``reports/`` (which
+    the run itself rewrites) have local changes."""
     import subprocess
 
     def git(*args: str) -> str:
@@ -274,7 +275,7 @@ def _commit() -> str:
 
     try:
         commit = git("rev-parse", "--short", "HEAD")
-        changed = git("status", "--porcelain", "--untracked-files=no")
+        changed = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!reports")
     except (OSError, subprocess.SubprocessError):
         return "unknown (not a git checkout)"
     return f"{commit} with local changes" if changed else commit

@@ -36,7 +36,7 @@ def number(value, digits: int = 4, p_value: bool = False, significant: bool = Fa
     if isinstance(value, bool) or not isinstance(value, numbers.Number):
         return str(value)
     if p_value:
-        return f"{value:.1e}"
+        return "<1e-300" if value == 0 else f"{value:.1e}"  # 0: below float precision
     if isinstance(value, numbers.Integral) or (isinstance(value, float) and value.is_integer()
                                                and abs(value) >= 1):
         return f"{int(value):,}" if grouped else str(int(value))
