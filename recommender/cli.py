@@ -93,14 +93,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from recommender.models import model_class
     from recommender.core.files import atomic_write_text
 
-    # Unknown names, bad settings and unwritable outputs fail before any data is read or
-    # model trained.
-    cls = model_class(args.model)
-    settings = cls.Settings.from_text(cls.name, _split_params(args.param))
+    # Unwritable outputs, unknown names and bad settings fail before any data is read or
+    # model trained (outputs first: checking them imports nothing).
     if args.json:
         _check_output(args.json, "the metrics")
     if args.save_model:
         _check_output(args.save_model, "the model", folder=True)
+    cls = model_class(args.model)
+    settings = cls.Settings.from_text(cls.name, _split_params(args.param))
     train, test = read_ratings(args.train), read_ratings(args.test)
     movies = tags = None
     if args.movies:
