@@ -558,7 +558,9 @@ def model_comparison(m: dict) -> Markdown:
         lines.append(
             f"Over seeds {', '.join(map(str, seeds.get('seeds', [])))} (mean ± sd of "
             f"NDCG@{k}): "
-            + ", ".join(f"{name} {_f(s['mean'], 4)} ± {_f(s['sd'], 4)}" for name, s in order[:4])
+            + ", ".join(f"{name} {_f(s['mean'], 4)}"
+                        + (f" ± {_f(s['sd'], 4)}" if round(s["sd"], 4) else " (every seed)")
+                        for name, s in order[:4])
             + f". The seed moves {widest[0]} most (sd {_f(widest[1]['sd'], 4)}); the best "
               f"mean is {order[0][0]}'s, "
             + ("the best model of this run too." if best and order[0][0] == best["model"] else

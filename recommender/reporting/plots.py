@@ -378,9 +378,9 @@ def _chart_bars(ax, chart: pd.DataFrame, title: str) -> None:
               else chart["movieId"].astype(str))
     ax.barh(labels, chart["weighted"], color=model_colour("weighted-popularity"))
     low, high = chart["weighted"].min(), chart["weighted"].max()
-    ax.set_xlim(low - 0.3 * (high - low + 0.1), high + 0.35 * (high - low + 0.1))
-    for y, (wr, votes) in enumerate(zip(chart["weighted"], chart["votes"])):
-        ax.text(wr, y, f" {votes:.0f} votes", va="center", fontsize=SMALL)
+    ax.set_xlim(low - 0.45 * (high - low + 0.1), high + 0.05 * (high - low + 0.1))
+    for y, (wr, votes) in enumerate(zip(chart["weighted"], chart["votes"])):  # inside the bar
+        ax.text(wr, y, f"{votes:.0f} votes ", va="center", ha="right", fontsize=SMALL)
     ax.set(title=title, xlabel="weighted rating")
     ax.tick_params(axis="y", labelsize=SMALL + 1)
     ax.grid(axis="y", visible=False)
