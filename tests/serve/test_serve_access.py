@@ -190,7 +190,7 @@ def test_rate_limits_answer_429_with_retry_after_per_client(service):
         assert statuses == [200, 200, 200, 429]
         start = time.monotonic()
         refused = flood.get("/movies/5")
-        assert time.monotonic() - start >= 0.2  # refusals are held back: floods slow down
+        assert time.monotonic() - start >= 0.1  # held back 0.5-1.5 x 0.2 s: floods slow down
         assert refused.status_code == 429 and refused.headers["retry-after"] == "1"
         assert "try again" in refused.json()["detail"]
         assert refused.headers["x-content-type-options"] == "nosniff"
