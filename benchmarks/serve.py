@@ -45,6 +45,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 import numpy as np
 
@@ -198,7 +199,7 @@ class Load:
         self.sources = sources  # a loopback source address per client
         self.latency: dict[str, list[float]] = {}
         self.in_app: list[float] = []  # Server-Timing: the app's own time, without queueing
-        self.errors: dict[str, int] = {}
+        self.errors: dict[tuple[str, int | str], int] = {}
         self.cache: dict[str, int] = {}  # X-Cache of the answers: hit or miss
         self.acknowledged: dict[tuple[int, int], float] = {}
 
@@ -222,7 +223,7 @@ class Load:
                     status, headers = await connection.request(method, path, body, *key)
                     ok = status < 400
                 except (OSError, asyncio.IncompleteReadError):
-                    ok = False
+                    ok, status = False, "no answer"
                     if self.until_disconnected:
                         return
                 elapsed = time.perf_counter() - start
@@ -238,7 +239,7 @@ class Load:
                             self.acknowledged[(int(path.split("/")[2]), r["movie_id"])] = \
                                 r["rating"]
                 else:
-                    self.errors[kind] = self.errors.get(kind, 0) + 1
+                    self.errors[kind, status] = self.errors.get((kind, status), 0) + 1
 
         start = time.perf_counter()
         await asyncio.gather(*(client(k) for k in range(self.clients)))
@@ -259,6 +260,9 @@ class Load:
             print(f"   {kind:<10} {percentiles(values)}  ({len(values):,})")
         print(f"   {'in the app':<10} {percentiles(self.in_app)}  (Server-Timing: the rest of "
               f"the latency is queueing, HTTP and the load generator)")
+        if self.errors:
+            print("   errors: " + ", ".join(f"{kind} {status} x {n}" for (kind, status), n
+                                            in sorted(self.errors.items(), key=str)))
         if self.cache:
             hits, lists = self.cache.get("hit", 0), sum(self.cache.values())
             print(f"   list cache: {hits:,} of {lists:,} lists answered from it "
@@ -364,7 +368,7 @@ def main() -> None:
                     return "recommend", "GET", f"/recommend/{user}?top_n=10", None
                 if x < 0.75:
                     word = rng.choice(titles).split(" ")[0][:6]
-                    return "search", "GET", f"/movies?limit=8&search={word}", None
+                    return "search", "GET", f"/movies?limit=8&search={quote(word)}", None
                 if x < 0.9:
                     return "similar", "GET", f"/movies/{rng.choice(movies)}/similar", None
                 user, movie = rng.choice(users), rng.choice(movies)

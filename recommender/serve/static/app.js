@@ -36,7 +36,8 @@ function friendly(error, what) {
       : "The key does not match this user. Open the user again with the right key.";
     case 403: return "Users that come with the dataset cannot be changed. Press \u201cStart over\u201d to rate as yourself.";
     case 404: return error.message.startsWith("user") ? "There is no such user. Check the number, or start over." : `Not found: ${what} failed.`;
-    case 429: return `Too many requests at once. Try again in ${error.retryAfter || "a few"} seconds.`;
+    case 429: return error.retryAfter === "1" ? "Too many requests at once. Try again in a second."
+      : `Too many requests at once. Try again in ${error.retryAfter || "a few"} seconds.`;
     default: return error.status >= 500 ? `The server had a problem, so ${what} failed. Try again in a moment.`
       : `That was not accepted, so ${what} failed.`;
   }
