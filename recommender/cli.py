@@ -206,17 +206,26 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     try:
-        from recommender.serve.server import serve
+        from recommender.serve.server import is_private, limits, serve
         from recommender.serve.service import ServeConfig
     except ImportError as exc:
         raise UsageError(f"serving needs the serve extra ({exc.name} is missing): "
                          f"pip install -e '.[serve]' or make serve") from None
+    if args.write_token is not None:
+        raise UsageError("--write-token is gone: a token on the command line is visible to "
+                         "every user of the machine (ps); put the operator token in "
+                         "RECOMMENDER_OPERATOR_TOKEN or in a file named by "
+                         "--operator-token-file")
     config = ServeConfig(dataset=args.dataset, data_dir=args.data_dir,
                          artifacts=Path(args.artifacts) if args.artifacts else None,
                          list_model=args.list_model, rating_model=args.rating_model,
                          database=args.database, list_cache_mb=args.list_cache_mb)
-    serve(config, host=args.host, port=args.port, write_token=args.write_token,
-          workers=args.workers)
+    allowed_hosts = tuple(args.allowed_host or ())
+    rate_limits = limits(args.rate_limit, args.signups_per_hour,
+                         is_private(args.host, allowed_hosts))
+    serve(config, host=args.host, port=args.port, workers=args.workers,
+          operator_token_file=args.operator_token_file,
+          allowed_hosts=allowed_hosts, rate_limits=rate_limits)
     return 0
 
 
@@ -357,8 +366,19 @@ recommender serve --list-model softmax-dnn --workers 2""")
     se.add_argument("--list-cache-mb", type=float, default=64.0,
                     help="memory per process for recommendation lists kept until the user's "
                          "ratings change (0 computes every list)")
-    se.add_argument("--write-token", help="required to listen beyond loopback; then writes "
-                                          "need 'Authorization: Bearer <token>'")
+    se.add_argument("--allowed-host", action="append", metavar="NAME",
+                    help="a Host name clients use (repeatable; needed beyond loopback; makes "
+                         "the server public: reads need the user's secret, limits on)")
+    se.add_argument("--operator-token-file", metavar="PATH",
+                    help="a file (mode 600) holding the operator token, which may read and "
+                         "write every user (default: RECOMMENDER_OPERATOR_TOKEN, if set)")
+    se.add_argument("--rate-limit", type=float, metavar="PER_SECOND",
+                    help="requests per second per client and process, 0 for none "
+                         "(default: 20 for a public server, none for a private one)")
+    se.add_argument("--signups-per-hour", type=float,
+                    help="new users per hour per client and process, 0 for no limit "
+                         "(default: 20 for a public server, none for a private one)")
+    se.add_argument("--write-token", help=argparse.SUPPRESS)  # refused: see cmd_serve
     se.set_defaults(func=cmd_serve)
     return parser
 

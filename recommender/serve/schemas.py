@@ -1,22 +1,37 @@
-"""Request and response bodies of the API (Pydantic), so the OpenAPI schema documents them."""
+"""Request and response bodies of the API (Pydantic), so the OpenAPI schema documents them.
+
+Request bodies are strict: a number is a JSON number (``true`` is not 1 star, ``"4.5"`` is not
+4.5; an id may be written ``2.0``, an integer as JSON Schema counts them), and no field beyond
+those documented.
+"""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-__all__ = ["MAX_ID", "Id", "Rating", "RatingIn", "RatingsIn", "NewUser", "Movie",
-           "PopularMovie",
+__all__ = ["MAX_ID", "Id", "Rating", "RatingIn", "RatingsIn", "NewUser", "Created", "Movie",
+           "PopularMovie", "Live", "Ready", "Removed",
            "Recommendation", "Recommendations", "Similar", "Prediction", "Health",
            "UserRatings", "RatingOut", "Written", "SimilarMovie", "Error",
            "MAX_RATINGS_PER_REQUEST"]
 
 MAX_ID = 2**31 - 1
 MAX_RATINGS_PER_REQUEST = 500
-Id = Annotated[int, Field(ge=1, le=MAX_ID)]
+
+
+def _number(value: object) -> object:
+    """A JSON number only: Pydantic would take ``true`` as 1 and ``"4.5"`` as 4.5."""
+    if isinstance(value, (bool, str, bytes)):
+        raise ValueError("expected a number, not text or true/false")
+    return value
+
+
+Id = Annotated[int, Field(ge=1, le=MAX_ID), BeforeValidator(_number)]
 Rating = Annotated[float, Field(ge=0.5, le=5.0, multiple_of=0.5, allow_inf_nan=False,
-                                description="0.5 to 5 stars in steps of 0.5")]
+                                description="0.5 to 5 stars in steps of 0.5"),
+                   BeforeValidator(_number)]
 
 
 class _Strict(BaseModel):
@@ -39,6 +54,14 @@ class RatingsIn(_Strict):
 class NewUser(RatingsIn):
     name: str | None = Field(default=None, max_length=64, pattern=r"^[^\x00-\x1f]*$")
     ratings: list[RatingIn] = Field(default_factory=list, max_length=MAX_RATINGS_PER_REQUEST)
+
+
+class Created(BaseModel):
+    user_id: int
+    written: int = Field(description="ratings written (and on disk) by this request")
+    secret: str = Field(description="the user's secret, shown this once: send it as "
+                                    "'Authorization: Bearer <secret>' to change the user's "
+                                    "ratings (the server keeps only its hash)")
 
 
 class Movie(BaseModel):
@@ -83,7 +106,8 @@ class Prediction(BaseModel):
     user: int
     movie: str = Field(description="the title matched")
     movie_id: int
-    matched_by: str = Field(description="id, exact, case-insensitive or fuzzy")
+    matched_by: str = Field(description="id, exact, folded (case and accents), search (the "
+                                        "first title the search finds) or fuzzy")
     predicted_rating: float
     your_rating: float | None
     model: str
@@ -107,6 +131,12 @@ class Written(BaseModel):
     written: int = Field(description="ratings written (and on disk) by this request")
 
 
+class Removed(BaseModel):
+    user_id: int
+    movie_id: int | None = Field(description="the movie whose rating was removed")
+    user_deleted: bool
+
+
 class Health(BaseModel):
     status: str
     model_loaded: bool
@@ -118,8 +148,18 @@ class Health(BaseModel):
     store: dict[str, str | int]
     genres: list[str]
     dataset_user_ids: list[int] | None
-    writes_need_token: bool
+    private_reads: bool = Field(description="reading a user's ratings and lists needs their "
+                                            "secret (or the operator token)")
     versions: dict[str, str | int]
+
+
+class Live(BaseModel):
+    status: str = Field(description="'ok': the process answers")
+
+
+class Ready(BaseModel):
+    status: str = Field(description="'ok': models loaded and the store answers")
+    store: str
 
 
 class Error(BaseModel):

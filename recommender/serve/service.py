@@ -11,29 +11,36 @@ model that is exactly one ALS step of the user bias).
 from __future__ import annotations
 
 import bisect
-import difflib
 import itertools
 import json
 import re
 import sys
 import threading
+import time
+import unicodedata
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import rapidfuzz
 import scipy.sparse as sp
 
 from recommender.data.releases import MovieLens
 from recommender.core.errors import DataError
 from recommender.models import Recommender, load_model, make_model, model_class
-from recommender.serve.store import RatingsStore, StoredRating
+from recommender.serve.auth import Access, new_secret, secret_hash
+from recommender.serve.store import REMOVED, RatingsStore, StoredRating
 
 __all__ = ["ServeConfig", "Catalogue", "Service", "History", "ListCache", "NotFound", "Invalid",
-           "load_models", "USER_SHRINK"]
+           "load_models", "fold", "USER_SHRINK", "LIKED_FLOOR"]
 
 USER_SHRINK = 15.0  # prior weight, in ratings, of a user offset of 0 (baseline's reg_user)
+LIKED_FLOOR = 3.5  # a reason names a movie rated at least this and at least the user's mean
+FUZZY_CUTOFF = 60.0  # the least similarity (0-100, rapidfuzz's ratio) of a close spelling
+_DIGITS = re.compile(r"[0-9]{1,10}")
+COUNTS_SECONDS = 10.0  # how old the user and rating counts of /health may be
 _YEAR = re.compile(r"\s*\(\d{4}(?:[-–]\d{0,4})?\)\s*$")
 _ARTICLE = re.compile(r"^(.*), (the|a|an|les|la|le|el|die|der|das|il)$", re.IGNORECASE)
 
@@ -72,23 +79,30 @@ class Invalid(ValueError):
     """Input that is well-formed but cannot be served (HTTP 422)."""
 
 
+def fold(text: str) -> str:
+    """Text as search and matching compare it: case-folded, accents dropped ("Amélie" ->
+    "amelie"), compatibility forms unified ("ﬁ" -> "fi")."""
+    decomposed = unicodedata.normalize("NFKD", text.casefold())
+    return "".join(c for c in decomposed if not unicodedata.combining(c))
+
+
 def _plain(title: str) -> str:
-    """A title as people type it: no year, leading article restored, case-folded
+    """A title as people type it: no year, leading article restored, folded
     ("Matrix, The (1999)" -> "the matrix")."""
     bare = _YEAR.sub("", title).strip()
     article = _ARTICLE.match(bare)
     if article:
         bare = f"{article.group(2)} {article.group(1)}"
-    return bare.casefold()
+    return fold(bare)
 
 
 def _names(title: str) -> tuple[str, ...]:
-    """Every way a client may write a title: in any case with its year, as people type it,
-    and without its leading article ("matrix, the (1999)", "the matrix", "matrix")."""
+    """Every way a client may write a title: folded with its year, as people type it, and
+    without its leading article ("matrix, the (1999)", "the matrix", "matrix")."""
     bare = _YEAR.sub("", title).strip()
     article = _ARTICLE.match(bare)
     plain = _plain(title)
-    return (title.casefold(), plain) + ((article.group(1).casefold(),) if article else ())
+    return (fold(title), plain) + ((fold(article.group(1)),) if article else ())
 
 
 class Catalogue:
@@ -127,7 +141,7 @@ class Catalogue:
         contain a query are found by ``str.find``, in C, from the most rated on). Match: every
         way of writing each title, to its movies, most rated first.
         """
-        folded = [t.casefold() for t in self.titles]
+        folded = [fold(t) for t in self.titles]
         plain = [_plain(t) for t in self.titles]
         names = sorted({(name, i) for i, pair in enumerate(zip(folded, plain)) for name in pair})
         self._names = [name for name, _ in names]
@@ -140,6 +154,7 @@ class Catalogue:
         for i in self.by_popularity:
             for name in _names(self.titles[i]):
                 self._by_plain.setdefault(name, []).append(int(i))
+        self._fuzzy_names = list(self._by_plain)  # most rated first: ties go to them
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -156,9 +171,9 @@ class Catalogue:
                 "genres": self.genres[i]}
 
     def search(self, query: str, limit: int) -> list[int]:
-        """Movies whose title contains ``query`` (case-insensitive, "The Matrix" finds
-        "Matrix, The"): title prefixes first, then the most rated."""
-        q = query.strip().casefold()
+        """Movies whose title contains ``query`` (case and accents folded, "The Matrix"
+        finds "Matrix, The"): title prefixes first, then the most rated."""
+        q = fold(query.strip())
         if not q:
             return [int(i) for i in self.by_popularity[:limit]]
         if "\t" in q or "\n" in q:  # no title holds them (and they separate the text)
@@ -182,26 +197,45 @@ class Catalogue:
         return hits
 
     def match(self, text: str) -> tuple[int, str]:
-        """The movie a client means by ``text``: a movie id, the exact title, the title in any
-        case or without its year (the most rated of equals), else the closest title.
+        """The movie a client means by ``text``: :meth:`quick_match`, else the closest
+        spelling (:meth:`closest`).
 
         Returns:
-            ``(row, how)`` with ``how`` one of ``id``, ``exact``, ``case-insensitive``,
+            ``(row, how)`` with ``how`` one of ``id``, ``exact``, ``folded``, ``search``,
             ``fuzzy``.
         """
+        return self.quick_match(text) or self.closest(text)
+
+    def quick_match(self, text: str) -> tuple[int, str] | None:
+        """A movie id, the exact title, the title folded or without its year (the most rated
+        of equals), or the first title :meth:`search` finds (so a prediction names the
+        movie the search box offers first); ``None`` when none of these matches (then
+        :meth:`closest`). Microseconds: sorted names and one ``str.find``."""
         text = text.strip()
-        if text.isdigit():
+        if not fold(text):
+            raise NotFound("an empty title matches no movie")
+        if _DIGITS.fullmatch(text):
             return self.index(int(text)), "id"
         if text in self.titles:
             return self.titles.index(text), "exact"
-        folded = text.casefold()
-        for key in (folded, _plain(text)):
+        for key in (fold(text), _plain(text)):
             if key in self._by_plain:
-                return self._by_plain[key][0], "case-insensitive"
-        close = difflib.get_close_matches(_plain(text), list(self._by_plain), n=1, cutoff=0.6)
-        if close:
-            return self._by_plain[close[0]][0], "fuzzy"
-        raise NotFound(f"no movie title matches {text!r}; try GET /movies?search=")
+                return self._by_plain[key][0], "folded"
+        found = self.search(text, 1)
+        return (found[0], "search") if found else None
+
+    def closest(self, text: str) -> tuple[int, str]:
+        """The title closest to ``text`` (rapidfuzz's ratio, at least
+        :data:`FUZZY_CUTOFF`), the most rated of equals; :class:`NotFound` if none is.
+        About a millisecond of CPU on ml-latest-small, with the interpreter let go
+        (``cdist``): call it in a thread."""
+        scores = rapidfuzz.process.cdist([_plain(text.strip())], self._fuzzy_names,
+                                         processor=None, scorer=rapidfuzz.fuzz.ratio,
+                                         score_cutoff=FUZZY_CUTOFF, workers=1)[0]
+        best = int(np.argmax(scores))  # the first of equals: the most rated
+        if scores[best] >= FUZZY_CUTOFF:
+            return self._by_plain[self._fuzzy_names[best]][0], "fuzzy"
+        raise NotFound(f"no movie title matches {text.strip()!r}")
 
     def popular(self, genre: str | None, limit: int) -> list[int]:
         """The most rated movies, of one genre if given (case-insensitive)."""
@@ -355,6 +389,8 @@ class Service:
                                              != list_model.items.ids)
         self._popularity = self.catalogue.counts[self._row_of_col].astype(np.float32)
         self.lists = ListCache(int(list_cache_mb * 2**20))
+        self._counts_lock = threading.Lock()
+        self._counted: tuple[float, dict[str, int]] = (-np.inf, {})
 
     @classmethod
     def from_config(cls, config: ServeConfig) -> "Service":
@@ -375,21 +411,41 @@ class Service:
 
     # -- users -----------------------------------------------------------------------------
 
-    def user_exists(self, user_id: int) -> bool:
-        return user_id in self.histories or self.store.has_user(user_id)
+    def is_dataset_user(self, user_id: int) -> bool:
+        return user_id in self.histories
+
+    def check_access(self, access: Access, user_id: int, token: str | None, write: bool
+                     ) -> None:
+        """:meth:`Access.check` for ``user_id``, reading the store only when it must."""
+        access.check(user_id, token, write, self.is_dataset_user(user_id),
+                     self.store.secret_hash)
+
+    def stored(self, user_id: int) -> list[StoredRating]:
+        """The user's API ratings, read from the store (blocking: call it off the event
+        loop); :class:`NotFound` for a user neither in the dataset nor in the store."""
+        stored = self.store.ratings(user_id)
+        if not stored and user_id not in self.histories and not self.store.has_user(user_id):
+            raise NotFound(f"user {user_id} does not exist")
+        return stored
+
+    def stored_of(self, user_ids: list[int]) -> dict[int, list[StoredRating] | NotFound]:
+        """:meth:`stored` of many users in one round trip to the store (blocking), a
+        :class:`NotFound` in place of the ratings of a user who does not exist."""
+        found, created = self.store.ratings_of(user_ids)
+        return {u: stored if stored or u in created or u in self.histories
+                else NotFound(f"user {u} does not exist") for u, stored in found.items()}
 
     def history(self, user_id: int, stored: list[StoredRating] | None = None) -> History:
         """The user's ratings, the API's (``stored``, read from the store when not given)
-        winning over the dataset's; :class:`NotFound` for an unknown user."""
+        winning over the dataset's, removed ones left out; :class:`NotFound` for an
+        unknown user."""
         if stored is None:
-            stored = self.store.ratings(user_id)
+            stored = self.stored(user_id)
         movies, ratings = self.histories.get(user_id)
-        if not len(movies) and not stored and not self.store.has_user(user_id):
-            raise NotFound(f"user {user_id} does not exist; create one with POST /users")
         if not stored:
             return History(user_id, movies, ratings, np.zeros(len(movies), bool))
-        api = {r.movie_id: r.rating for r in stored}
-        keep = ~np.isin(movies, list(api))
+        api = {r.movie_id: r.rating for r in stored if r.rating != REMOVED}
+        keep = ~np.isin(movies, [r.movie_id for r in stored])
         movies = np.concatenate([movies[keep], np.fromiter(api, np.int64, len(api))])
         ratings = np.concatenate([ratings[keep], np.fromiter(api.values(), np.float32,
                                                              len(api))])
@@ -397,10 +453,11 @@ class Service:
         order = np.argsort(movies, kind="stable")
         return History(user_id, movies[order], ratings[order], from_api[order])
 
-    def user_ratings(self, user_id: int) -> dict:
+    def user_ratings(self, user_id: int, stored: list[StoredRating] | None = None) -> dict:
         """The body of ``GET /users/{user_id}/ratings``: every rating of the user, with titles
-        and whether it came from the dataset or the API."""
-        history = self.history(user_id)
+        and whether it came from the dataset or the API (``stored``: the user's API ratings,
+        read from the store when not given)."""
+        history = self.history(user_id, stored)
         c = self.catalogue
         rows = np.minimum(np.searchsorted(c.ids, history.movies), len(c) - 1)
         ratings = [{"movie_id": int(m), "title": c.titles[i] if c.ids[i] == m else "",
@@ -409,19 +466,38 @@ class Service:
                                            history.from_api)]
         return {"user_id": user_id, "count": len(ratings), "ratings": ratings}
 
-    def create_user(self, name: str | None, ratings: dict[int, float]) -> int:
+    def create_user(self, name: str | None, ratings: dict[int, float]) -> tuple[int, str]:
+        """A new user with its first ratings, in one transaction; returns the id and the
+        user's secret (the store keeps only its hash)."""
         self._check_movies(ratings)
-        user_id = self.store.create_user(name)
-        if ratings:
-            self.store.put_ratings(user_id, ratings)
-        return user_id
+        secret = new_secret()
+        return self.store.create_user(name, secret_hash(secret), ratings), secret
 
     def rate(self, user_id: int, ratings: dict[int, float]) -> None:
         """Add or change ratings of an existing user (one transaction)."""
-        if not self.user_exists(user_id):
-            raise NotFound(f"user {user_id} does not exist; create one with POST /users")
+        self.stored(user_id)
         self._check_movies(ratings)
         self.store.put_ratings(user_id, ratings)
+
+    def unrate(self, user_id: int, movie_id: int) -> None:
+        """Remove the user's rating of ``movie_id``: the API's is deleted, the dataset's
+        hidden (:data:`~recommender.serve.store.REMOVED`); :class:`NotFound` when the user
+        has not rated it."""
+        history = self.history(user_id)
+        if movie_id not in history.movies:
+            raise NotFound(f"user {user_id} has not rated movie {movie_id}")
+        dataset_movies, _ = self.histories.get(user_id)
+        if movie_id in dataset_movies:
+            self.store.put_ratings(user_id, {movie_id: REMOVED})
+        else:
+            self.store.delete_ratings(user_id, [movie_id])
+
+    def delete_user(self, user_id: int) -> None:
+        """Forget a user created through the API, with their ratings."""
+        if self.is_dataset_user(user_id):
+            raise Invalid(f"user {user_id} comes with the dataset and cannot be deleted")
+        if not self.store.delete_user(user_id):
+            raise NotFound(f"user {user_id} does not exist")
 
     def _check_movies(self, ratings: dict[int, float]) -> None:
         for movie_id in ratings:
@@ -495,12 +571,17 @@ class Service:
 
     def _reasons(self, history: History, row: sp.csr_matrix, top: np.ndarray
                  ) -> list[tuple[str, int | None]]:
-        """Why each column of ``top`` is on the list, and the movie id behind it: the rated
-        movie that contributed most to its score (:meth:`Recommender.explain`) with the
+        """Why each column of ``top`` is on the list, and the movie id behind it: the liked
+        movie (rated at least the user's mean and :data:`LIKED_FLOOR`) that contributed
+        most to its score (:meth:`Recommender.explain` over the liked movies only) with the
         user's stars, else the ranking itself."""
         model = self.list_model
         default = "among the most rated movies" if row.nnz == 0 else f"ranked by {model.name}"
-        because = model.explain(row, top)
+        liked = row.copy()
+        if row.nnz:
+            liked.data[(row.data < row.data.mean()) | (row.data < LIKED_FLOOR)] = 0
+            liked.eliminate_zeros()
+        because = model.explain(liked, top) if liked.nnz else np.full(len(top), -1, np.int64)
         because_ids = model.items.ids[np.maximum(because, 0)]
         rated_as = np.zeros(len(top), np.float32)
         rated_as[because >= 0] = history.ratings[np.searchsorted(history.movies,
@@ -511,15 +592,17 @@ class Service:
                 for source, because_id, stars in zip(because.tolist(), because_ids.tolist(),
                                                      rated_as.tolist())]
 
-    def recommendations(self, user_id: int, n: int) -> tuple[bytes, bool]:
+    def recommendations(self, user_id: int, n: int, stored: list[StoredRating] | None = None
+                        ) -> tuple[bytes, bool]:
         """The JSON body of ``GET /recommend/{user_id}?top_n=n`` (the shape of the multitask
         two-tower origin system's answer, plus the items of :meth:`recommend`), and whether
         :attr:`lists` had it.
 
-        The user's API ratings are read from the store every time, so the cache never
-        answers with a list that a newer rating has changed.
+        The user's API ratings (``stored``, read from the store when not given) are read for
+        every request, so the cache never answers with a list that a newer rating changed.
         """
-        stored = self.store.ratings(user_id)
+        if stored is None:
+            stored = self.stored(user_id)
         state = tuple((r.movie_id, r.rating) for r in stored)
         body = self.lists.get((user_id, n), state)
         if body is not None:
@@ -532,17 +615,22 @@ class Service:
         self.lists.put((user_id, n), state, body)
         return body, False
 
-    def similar(self, movie_id: int, n: int) -> list[dict]:
+    def similar(self, movie_id: int, n: int, exclude: History | None = None) -> list[dict]:
         """Movies the list model ranks first for someone who rated only ``movie_id`` (5/5):
-        for EASE, the movie's row of the item-item matrix."""
+        for EASE, the movie's row of the item-item matrix; without the movies ``exclude``
+        (a user's history) rated."""
         self.catalogue.index(movie_id)
         model = self.list_model
         col = model.items.encode([movie_id], unknown="missing")
         if col[0] < 0:
             raise NotFound(f"movie {movie_id} has no ratings in {model.name}'s training data, "
                            f"so no similar movies")
-        _, scores, top = self.top(History(0, np.array([movie_id]), np.array([5.0], np.float32),
-                                          np.zeros(1, bool)), n)
+        row = self._encoded(History(0, np.array([movie_id]), np.array([5.0], np.float32),
+                                    np.zeros(1, bool)))
+        scores = self.list_model.score_history(row, user_ids=[0])[0]
+        rated = row.indices if exclude is None else np.union1d(
+            row.indices, model.items.encode(exclude.movies, unknown="missing"))
+        top = self._ranked(scores, rated, n)
         return [{**self.catalogue.describe(self.catalogue.index(int(m))),
                  "score": float(scores[c])}
                 for c, m in zip(top, model.items.decode(top))]
@@ -552,9 +640,13 @@ class Service:
         return [{**c.describe(i), "ratings": int(c.counts[i]),
                  "mean_rating": round(float(c.means[i]), 3)} for i in c.popular(genre, n)]
 
-    def predict(self, user_id: int, movie: str) -> dict:
-        row, how = self.catalogue.match(movie)
-        history = self.history(user_id)
+    def predict(self, user_id: int, movie: str | tuple[int, str],
+                stored: list[StoredRating] | None = None) -> dict:
+        """The body of ``GET /predict/{user_id}/{movie}``: ``movie`` as a client wrote it, or
+        as :meth:`Catalogue.match` found it (``(row, how)``); ``stored`` as for
+        :meth:`history`."""
+        row, how = self.catalogue.match(movie) if isinstance(movie, str) else movie
+        history = self.history(user_id, stored)
         movie_id = int(self.catalogue.ids[row])
         rated = np.flatnonzero(history.movies == movie_id)
         return {"user": user_id, "movie": self.catalogue.titles[row], "movie_id": movie_id,
@@ -563,7 +655,16 @@ class Service:
                 "your_rating": float(history.ratings[rated[0]]) if len(rated) else None,
                 "model": self.rating_model.name}
 
+    def counts(self) -> dict[str, int]:
+        """The store's counts, read at most every :data:`COUNTS_SECONDS` (two table scans:
+        no client can make the server run them at will)."""
+        with self._counts_lock:
+            if time.monotonic() - self._counted[0] > COUNTS_SECONDS:
+                self._counted = (time.monotonic(), self.store.counts())
+            return self._counted[1]
+
     def health(self) -> dict:
+        """The body of ``GET /health`` (blocking: may read the store's counts)."""
         from importlib.metadata import version
 
         from recommender.models.artifacts import FORMAT_VERSION
@@ -573,7 +674,7 @@ class Service:
                     "fit_seconds": round(float(model.meta.get("fit_seconds", 0.0)), 3),
                     "movies": model.n_items, "users": len(model.users)}
 
-        store = self.store.counts()
+        store = self.counts()
         return {"status": "ok", "model_loaded": True, "dataset": self.dataset,
                 "total_movies": len(self.catalogue),
                 "total_users": len(self.histories.user_ids) + store["users"],

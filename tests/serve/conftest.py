@@ -18,9 +18,13 @@ pytest.importorskip("fastapi",
 
 from fastapi.testclient import TestClient  # noqa: E402
 
+import sqlalchemy as sa  # noqa: E402
+
 from recommender.models import make_model  # noqa: E402
 from recommender.serve import RatingsStore, Service, create_app  # noqa: E402
-from serving import free_port  # noqa: E402
+from recommender.serve.app import Policy  # noqa: E402
+from recommender.serve.store import database_url  # noqa: E402
+from serving import LOCAL, OPERATOR_TOKEN, free_port  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -41,8 +45,26 @@ def service(fitted, tmp_path) -> Service:
 
 @pytest.fixture
 def client(service) -> TestClient:
-    with TestClient(create_app(service=service)) as c:
+    """The app as on loopback (reads open), with an operator token (``serving.OPERATOR``)."""
+    with TestClient(create_app(service=service, policy=Policy(operator_token=OPERATOR_TOKEN)),
+                    base_url=LOCAL) as c:
         yield c
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request, tmp_path):
+    """An empty ratings store on SQLite, then on a real PostgreSQL server."""
+    if request.param == "sqlite":
+        target = str(tmp_path / "store.sqlite3")
+    else:
+        target = request.getfixturevalue("postgres_url")
+        engine = sa.create_engine(database_url(target))
+        with engine.begin() as conn:  # each test starts from an empty store
+            conn.execute(sa.text("DROP TABLE IF EXISTS ratings, users"))
+        engine.dispose()
+    s = RatingsStore(target, first_user_id=1000)
+    yield s
+    s.close()
 
 
 @pytest.fixture(scope="session")

@@ -1,9 +1,8 @@
-"""Helpers of the serving tests: a free loopback port, a real server process."""
+"""Helpers of the serving tests: a free loopback port, a real server process, credentials."""
 
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -12,7 +11,13 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from recommender.serve.server import worker_models
+LOCAL = "http://127.0.0.1:8000"  # a base URL whose Host the app answers (TestClient's is not)
+OPERATOR_TOKEN = "operator-token-for-tests-0123456789abcdef"
+OPERATOR = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
+
+
+def bearer(secret: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {secret}"}
 
 
 def free_port() -> int:
@@ -31,7 +36,8 @@ def kill_all(process: subprocess.Popen) -> None:
 
 
 @contextmanager
-def server_process(folder: Path, database: str, *options: str, timeout: float = 60.0):
+def server_process(folder: Path, database: str, *options: str, timeout: float = 60.0,
+                   env: dict[str, str] | None = None):
     """``recommender serve [options]`` in its own process group on a free loopback port;
     yields ``(base_url, process)`` once /health answers, and kills the group afterwards."""
     import httpx2 as httpx
@@ -40,7 +46,8 @@ def server_process(folder: Path, database: str, *options: str, timeout: float = 
     process = subprocess.Popen(
         [sys.executable, "-m", "recommender.cli", "serve", "--dataset", str(folder),
          "--database", database, "--port", str(port), "--artifacts", str(folder / "none"),
-         *options], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+         *options], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+        env={**os.environ, **(env or {})})
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + timeout
@@ -59,4 +66,3 @@ def server_process(folder: Path, database: str, *options: str, timeout: float = 
     finally:
         kill_all(process)
         process.stderr.close()
-        shutil.rmtree(worker_models(port), ignore_errors=True)

@@ -15,11 +15,12 @@ from recommender.data.releases import MovieLens
 from recommender.models import make_model
 from recommender.models.artifacts import FORMAT_VERSION
 from recommender.serve import RatingsStore, ServeConfig, Service, create_app
-from recommender.serve.app import STATIC
+from recommender.serve.app import STATIC, Policy
 from recommender.serve.middleware import MAX_BODY_BYTES
 from recommender.serve.schemas import Recommendations
 from recommender.serve.server import is_loopback
 from recommender.serve.service import Catalogue, Invalid, ListCache, NotFound, load_models
+from serving import LOCAL, OPERATOR, OPERATOR_TOKEN, bearer
 
 
 def rated_ids(client, user_id: int) -> set[int]:
@@ -35,7 +36,7 @@ def test_health_names_models_counts_and_versions(client, fitted):
     assert doc["models"]["rating"]["name"] == "baseline"
     assert doc["versions"]["artifact_format"] == FORMAT_VERSION
     assert doc["store"]["backend"] == "sqlite"
-    assert doc["writes_need_token"] is False
+    assert doc["private_reads"] is False
     assert client.get("/health").headers["server-timing"].startswith("app;dur=")
 
 
@@ -66,10 +67,11 @@ def test_catalogue_matches_titles_as_people_type_them():
     c = Catalogue(movies, ratings)
     assert c.match("2") == (1, "id")
     assert c.match("Batman (1989)") == (1, "exact")
-    assert c.match("the matrix") == (0, "case-insensitive")
-    assert c.match("BATMAN") == (1, "case-insensitive")
+    assert c.match("the matrix") == (0, "folded")
+    assert c.match("BATMAN") == (1, "folded")
     assert c.match("Matrx") == (0, "fuzzy")
-    assert c.match("face/off") == (3, "case-insensitive")
+    assert c.match("face/off") == (3, "folded")
+    assert c.match("batman r") == (2, "search") and c.match("Face/") == (3, "search")
     with pytest.raises(NotFound):
         c.match("zzzzqqq")
     assert c.search("the matrix", 5) == [0] and c.search("batman", 5) == [2, 1]
@@ -101,7 +103,7 @@ def test_predict_matches_ids_titles_and_close_spellings(client, fitted):
     assert by_id["movie"] == title and by_id["matched_by"] == "id"
     assert 0.5 <= by_id["predicted_rating"] <= 5
     assert client.get(f"/predict/1/{title}").json()["matched_by"] == "exact"
-    assert client.get(f"/predict/1/{title.upper()}").json()["matched_by"] == "case-insensitive"
+    assert client.get(f"/predict/1/{title.upper()}").json()["matched_by"] == "folded"
     fuzzy = client.get("/predict/1/Synthetc Movie 10 (2010)").json()
     assert fuzzy["matched_by"] == "fuzzy" and fuzzy["movie"].startswith("Synthetic Movie 1")
     rated = data.ratings[data.ratings.userId == 1].iloc[0]
@@ -148,14 +150,14 @@ def test_a_new_users_list_changes_at_once_with_each_rating(client, fitted):
     data = fitted[0]
     created = client.post("/users", json={"name": "ana"})
     assert created.status_code == 201
-    user = created.json()["user_id"]
+    user, key = created.json()["user_id"], bearer(created.json()["secret"])
     assert user > data.ratings.userId.max()
     cold = client.get(f"/recommend/{user}").json()["items"]
     assert all(i["reason"] == "among the most rated movies" for i in cold)
 
     lists = []
     for movie in (cold[0]["movie_id"], cold[1]["movie_id"], 7):
-        answer = client.put(f"/users/{user}/ratings",
+        answer = client.put(f"/users/{user}/ratings", headers=key,
                             json={"ratings": [{"movie_id": movie, "rating": 5.0}]})
         assert answer.json() == {"user_id": user, "written": 1}
         items = client.get(f"/recommend/{user}").json()["items"]
@@ -170,19 +172,22 @@ def test_lists_are_kept_until_the_users_ratings_change_in_any_process(fitted, se
     data, lists, ratings = fitted
     # A second server process on the same store: its writes must reach this one's lists.
     other = Service(data, lists, ratings, RatingsStore(tmp_path / "store.sqlite3"))
-    with TestClient(create_app(service=service)) as a, \
-            TestClient(create_app(service=other)) as b:
+    with TestClient(create_app(service=service), base_url=LOCAL) as a, \
+            TestClient(create_app(service=other, policy=Policy(operator_token=OPERATOR_TOKEN)),
+                       base_url=LOCAL) as b:
         first = a.get("/recommend/3")
         again = a.get("/recommend/3")
         assert (first.headers["x-cache"], again.headers["x-cache"]) == ("miss", "hit")
         assert again.content == first.content
         assert a.get("/recommend/3", params={"top_n": 5}).headers["x-cache"] == "miss"
         movie = first.json()["items"][0]["movie_id"]
-        b.put("/users/3/ratings", json={"ratings": [{"movie_id": movie, "rating": 0.5}]})
+        b.put("/users/3/ratings", json={"ratings": [{"movie_id": movie, "rating": 0.5}]},
+              headers=OPERATOR)
         changed = a.get("/recommend/3")
         assert changed.headers["x-cache"] == "miss"
         assert movie not in {i["movie_id"] for i in changed.json()["items"]}
-        b.put("/users/3/ratings", json={"ratings": [{"movie_id": movie, "rating": 0.5}]})
+        b.put("/users/3/ratings", json={"ratings": [{"movie_id": movie, "rating": 0.5}]},
+              headers=OPERATOR)
         assert a.get("/recommend/3").headers["x-cache"] == "hit"  # the same ratings
     other.store.close()
 
@@ -193,7 +198,7 @@ def test_recommendation_bodies_are_what_the_schema_says_kept_or_not(client, fitt
     uncached = Service(data, lists, ratings, RatingsStore(tmp_path / "store.sqlite3"),
                        list_cache_mb=0)
     user = client.post("/users", json={"ratings": [{"movie_id": 5, "rating": 4.5}]}).json()
-    with TestClient(create_app(service=uncached)) as computed:
+    with TestClient(create_app(service=uncached), base_url=LOCAL) as computed:
         for path in ("/recommend/1?top_n=100", f"/recommend/{user['user_id']}?top_n=3"):
             client.get(path)
             kept, fresh = client.get(path), computed.get(path)
@@ -236,14 +241,17 @@ def test_api_ratings_overlay_the_dataset_and_can_change(client, fitted):
     data = fitted[0]
     first = data.ratings[data.ratings.userId == 2].sort_values("movieId").iloc[0]
     movie = int(first.movieId)
-    client.put("/users/2/ratings", json={"ratings": [{"movie_id": movie, "rating": 0.5}]})
-    client.put("/users/2/ratings", json={"ratings": [{"movie_id": movie, "rating": 1.5}]})
+    client.put("/users/2/ratings", json={"ratings": [{"movie_id": movie, "rating": 0.5}]},
+               headers=OPERATOR)
+    client.put("/users/2/ratings", json={"ratings": [{"movie_id": movie, "rating": 1.5}]},
+               headers=OPERATOR)
     doc = client.get("/users/2/ratings").json()
     mine = [r for r in doc["ratings"] if r["movie_id"] == movie]
     assert mine == [{"movie_id": movie, "title": mine[0]["title"], "rating": 1.5,
                      "source": "api"}]
     twice = [{"movie_id": movie, "rating": 2.0}, {"movie_id": movie, "rating": 3.0}]
-    assert client.put("/users/2/ratings", json={"ratings": twice}).json()["written"] == 1
+    assert client.put("/users/2/ratings", json={"ratings": twice},
+                      headers=OPERATOR).json()["written"] == 1
     assert {r["movie_id"]: r["rating"] for r in client.get("/users/2/ratings").json()[
         "ratings"]}[movie] == 3.0
     assert doc["count"] == int((data.ratings.userId == 2).sum())
@@ -261,7 +269,7 @@ def test_api_ratings_overlay_the_dataset_and_can_change(client, fitted):
     ({"ratings": [{"movie_id": 99999, "rating": 4.0}]}, 404),
 ])
 def test_rating_writes_are_validated(client, body, status):
-    response = client.put("/users/1/ratings", json=body)
+    response = client.put("/users/1/ratings", json=body, headers=OPERATOR)
     assert response.status_code == status, response.text
     assert isinstance(response.json()["detail"], (str, list))
 
@@ -270,24 +278,25 @@ def test_rating_writes_are_validated(client, body, status):
                                  b'{"ratings": [', b"\xff\xfe", b"[]"])
 def test_malformed_bodies_are_422(client, raw):
     response = client.put("/users/1/ratings", content=raw,
-                          headers={"content-type": "application/json"})
+                          headers={"content-type": "application/json", **OPERATOR})
     assert response.status_code == 422
 
 
 def test_writes_for_unknown_users_and_oversized_bodies(client):
     ok = {"ratings": [{"movie_id": 5, "rating": 4.0}]}
-    assert client.put("/users/1/ratings", json={"ratings": []}).json()["written"] == 0
-    assert client.put("/users/99999/ratings", json=ok).status_code == 404
+    assert client.put("/users/1/ratings", json={"ratings": []},
+                      headers=OPERATOR).json()["written"] == 0
+    assert client.put("/users/99999/ratings", json=ok, headers=OPERATOR).status_code == 404
     big = json.dumps({"ratings": [], "pad": "x" * MAX_BODY_BYTES}).encode()
     response = client.put("/users/1/ratings", content=big,
-                          headers={"content-type": "application/json"})
+                          headers={"content-type": "application/json", **OPERATOR})
     assert response.status_code == 413 and "bytes" in response.json()["detail"]
 
     def chunks():  # no Content-Length: the limit holds while streaming
         for _ in range(MAX_BODY_BYTES // 1024 + 2):
             yield b" " * 1024
     streamed = client.put("/users/1/ratings", content=chunks(),
-                          headers={"content-type": "application/json"})
+                          headers={"content-type": "application/json", **OPERATOR})
     assert streamed.status_code == 413
     long_name = client.post("/users", json={"name": "n" * 65})
     assert long_name.status_code == 422
@@ -300,7 +309,9 @@ def test_similar_movies_exclude_the_movie_and_need_ratings(fitted, tmp_path):
     })], ignore_index=True)
     extended = MovieLens("synthetic", data.ratings, movies)
     store = RatingsStore(tmp_path / "s.sqlite3")
-    with TestClient(create_app(service=Service(extended, fitted[1], fitted[2], store))) as c:
+    app = create_app(service=Service(extended, fitted[1], fitted[2], store),
+                     policy=Policy(operator_token=OPERATOR_TOKEN))
+    with TestClient(app, base_url=LOCAL) as c:
         doc = c.get("/movies/5/similar", params={"top_n": 4}).json()
         assert doc["movie"]["movie_id"] == 5 and len(doc["similar"]) == 4
         assert 5 not in {m["movie_id"] for m in doc["similar"]}
@@ -308,7 +319,7 @@ def test_similar_movies_exclude_the_movie_and_need_ratings(fitted, tmp_path):
         assert c.get("/movies/123456/similar").status_code == 404
         assert c.get("/movies/5/similar?top_n=0").status_code == 422
         # an unrated catalogue movie can still be rated and shows in the user's ratings
-        assert c.put("/users/1/ratings", json={"ratings": [
+        assert c.put("/users/1/ratings", headers=OPERATOR, json={"ratings": [
             {"movie_id": 10_000, "rating": 3.0}]}).status_code == 200
         assert c.get("/recommend/1").status_code == 200
 
@@ -323,30 +334,17 @@ def test_popular_filters_by_genre(client):
     assert client.get("/popular", params={"top_n": 500}).status_code == 422
 
 
-def test_write_token_guards_writes_only(service):
-    with TestClient(create_app(service=service, write_token="s3cret")) as c:
-        body = {"ratings": [{"movie_id": 5, "rating": 4.0}]}
-        assert c.post("/users", json=body).status_code == 401
-        assert c.put("/users/1/ratings", json=body,
-                     headers={"Authorization": "Bearer wrong"}).status_code == 401
-        good = {"Authorization": "Bearer s3cret"}
-        assert c.post("/users", json=body, headers=good).status_code == 201
-        assert c.put("/users/1/ratings", json=body, headers=good).status_code == 200
-        assert c.get("/recommend/1").status_code == 200
-        assert c.get("/health").json()["writes_need_token"] is True
-
-
 def test_unknown_routes_and_methods_are_json(client):
     assert client.get("/nope").json() == {"detail": "Not Found"}
     response = client.delete("/users/1/ratings")
     assert response.status_code == 405 and "detail" in response.json()
-    assert response.headers["allow"] == "GET, PUT"
+    assert response.headers["allow"] == "GET, HEAD, PUT"
 
 
 def test_the_page_is_served_and_loads_nothing_from_the_internet(client):
     page = client.get("/")
     assert page.status_code == 200 and "text/html" in page.headers["content-type"]
-    assert page.headers["content-security-policy"] == "default-src 'self'"
+    assert page.headers["content-security-policy"].startswith("default-src 'self';")
     for asset in ("app.js", "style.css", "favicon.svg"):
         assert client.get(f"/static/{asset}").status_code == 200
     for path in STATIC.iterdir():
@@ -360,7 +358,8 @@ def test_any_folding_model_serves_lists_and_any_rating_model_predictions(fitted,
     store = RatingsStore(tmp_path / "m.sqlite3")
     for name in ("popularity", "baseline"):
         lists = make_model(name).fit(data.ratings)
-        with TestClient(create_app(service=Service(data, lists, fitted[2], store))) as c:
+        with TestClient(create_app(service=Service(data, lists, fitted[2], store)),
+                        base_url=LOCAL) as c:
             items = c.get("/recommend/3", params={"top_n": 5}).json()["items"]
             assert len(items) == 5 and c.get("/movies/5/similar").status_code == 200
     with pytest.raises(Invalid, match="does not predict ratings"):
@@ -399,9 +398,28 @@ def test_service_from_config_builds_everything(dataset_folder, tmp_path):
         Service.from_config(ServeConfig(dataset="/nowhere", list_model="global-mean"))
 
 
-def test_serve_refuses_wider_addresses_without_a_token(capsys):
+def test_serve_refuses_wider_addresses_without_host_names_and_tokens_in_arguments(capsys):
     assert main(["serve", "--host", "0.0.0.0"]) == 2
-    assert "refusing to listen on 0.0.0.0" in capsys.readouterr().err
-    assert main(["serve", "--port", "70000", "--write-token", "t"]) == 2
+    assert "--allowed-host" in capsys.readouterr().err
+    assert main(["serve", "--write-token", "a-secret-that-ps-would-show-everyone"]) == 2
+    err = capsys.readouterr().err
+    assert "--write-token is gone" in err and "RECOMMENDER_OPERATOR_TOKEN" in err
+    assert "a-secret-that-ps" not in err
+    assert main(["serve", "--port", "70000"]) == 2
     assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
     assert not is_loopback("0.0.0.0") and not is_loopback("example.org")
+
+
+def test_search_and_prediction_fold_accents_and_case_alike():
+    movies = pd.DataFrame({"movieId": [1, 2, 3], "title": [
+        "Amelie (Fabuleux destin d'Amélie Poulain, Le) (2001)", "Alive (1993)",
+        "Lord of the Rings: The Fellowship of the Ring, The (2001)"],
+        "year": [2001, 1993, 2001], "genres": [["Comedy"], ["Drama"], ["Fantasy"]]})
+    ratings = pd.DataFrame({"userId": [1, 1], "movieId": [2, 3], "rating": [3.0, 5.0]})
+    c = Catalogue(movies, ratings)
+    for query in ("Amélie", "AMELIE", "amelie", "Fabuleux destin d'Amelie"):
+        assert c.search(query, 5)[:1] == [0], query
+    assert c.match("Amélie") == (0, "search")  # not "Alive (1993)", the closest spelling
+    assert c.match("the lord of the") == (2, "search")
+    assert c.match("Alvie") == (1, "fuzzy")
+    assert c.match("ＡＬＩＶＥ") == (1, "folded")  # full-width letters, folded

@@ -17,12 +17,14 @@ def test_a_killed_server_keeps_every_acknowledged_rating(dataset_folder, tmp_pat
     database = str(tmp_path / "store.sqlite3")
     acknowledged: dict[int, dict[int, float]] = {}
     with server_process(dataset_folder, database) as (url, process):
-        users = [httpx.post(url + "/users", json={}).json()["user_id"] for _ in range(8)]
+        created = [httpx.post(url + "/users", json={}).json() for _ in range(8)]
+        users = [c["user_id"] for c in created]
+        keys = {c["user_id"]: {"Authorization": f"Bearer {c['secret']}"} for c in created}
         stop = threading.Event()
 
         def write(user: int) -> None:
             mine = acknowledged.setdefault(user, {})
-            with httpx.Client(base_url=url, timeout=10) as client:
+            with httpx.Client(base_url=url, timeout=10, headers=keys[user]) as client:
                 for k in range(400):  # each movie once: a stored value is the acked one
                     if stop.is_set():
                         return

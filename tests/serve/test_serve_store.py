@@ -10,21 +10,7 @@ from fastapi.testclient import TestClient
 
 from recommender.serve import Service, create_app
 from recommender.serve.store import RatingsStore, database_url
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request, tmp_path):
-    if request.param == "sqlite":
-        target = str(tmp_path / "store.sqlite3")
-    else:
-        target = request.getfixturevalue("postgres_url")
-        engine = sa.create_engine(database_url(target))
-        with engine.begin() as conn:  # each test starts from an empty store
-            conn.execute(sa.text("DROP TABLE IF EXISTS ratings, users"))
-        engine.dispose()
-    s = RatingsStore(target, first_user_id=1000)
-    yield s
-    s.close()
+from serving import LOCAL, bearer
 
 
 def test_database_urls():
@@ -79,13 +65,40 @@ def test_a_failed_transaction_writes_nothing(store):
 
 def test_the_api_runs_on_either_store(store, fitted):
     data, lists, ratings = fitted
-    with TestClient(create_app(service=Service(data, lists, ratings, store))) as c:
+    with TestClient(create_app(service=Service(data, lists, ratings, store)),
+                    base_url=LOCAL) as c:
         first = {"ratings": [{"movie_id": 5, "rating": 5.0}]}
-        user = c.post("/users", json=first).json()["user_id"]
+        created = c.post("/users", json=first).json()
+        user = created["user_id"]
         before = c.get(f"/recommend/{user}").json()["items"]
-        assert c.put(f"/users/{user}/ratings", json={"ratings": [
-            {"movie_id": before[0]["movie_id"], "rating": 4.5}]}).status_code == 200
+        assert c.put(f"/users/{user}/ratings", headers=bearer(created["secret"]), json={
+            "ratings": [{"movie_id": before[0]["movie_id"], "rating": 4.5}]}).status_code == 200
         after = c.get(f"/recommend/{user}").json()["items"]
         assert before[0]["movie_id"] not in {i["movie_id"] for i in after}
         assert c.get("/health").json()["store"]["backend"] == store.dialect
         assert c.get(f"/users/{user}/ratings").json()["count"] == 2
+
+
+def test_users_keep_a_secret_hash_and_deleted_ids_stay_taken(store):
+    user = store.create_user("ana", secret_hash="ab" * 32, ratings={3: 4.0, 4: 0.5})
+    assert store.secret_hash(user) == "ab" * 32 and store.secret_hash(5) is None
+    assert store.delete_ratings(user, [4, 99]) == 1
+    assert [(r.movie_id, r.rating) for r in store.ratings(user)] == [(3, 4.0)]
+    assert store.delete_user(user) and not store.delete_user(user)
+    assert not store.has_user(user) and store.secret_hash(user) is None
+    assert store.ratings(user) == [] and store.counts() == {"users": 0, "ratings": 0}
+    assert store.create_user() == user + 1
+
+
+def test_a_store_of_an_earlier_version_gains_the_new_columns(tmp_path):
+    path = tmp_path / "old.sqlite3"
+    engine = sa.create_engine(f"sqlite:///{path}")
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE users (user_id BIGINT PRIMARY KEY, name VARCHAR(64),"
+                             " created_at FLOAT NOT NULL)"))
+        conn.execute(sa.text("INSERT INTO users VALUES (1001, 'old', 0)"))
+    engine.dispose()
+    s = RatingsStore(path, first_user_id=1000)
+    assert s.has_user(1001) and s.secret_hash(1001) is None  # only the operator writes it
+    assert s.create_user(secret_hash="cd" * 32) == 1002
+    s.close()
