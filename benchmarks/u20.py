@@ -7,7 +7,8 @@ to ``--json``. Each row is what ``recommender evaluate --model NAME --train .../
 Usage: ``python benchmarks/u20.py [--models ease softmax] [--json u20.json]``
 
 ``--seeds 0 1 2`` instead fits the headline models (or ``--models``) once per seed and writes
-their mean and standard deviation to ``reports/benchmarks/u20_seeds.json``, which the index,
+their mean and standard deviation to ``reports/benchmarks/u20_seeds.json`` (keeping the other
+models measured there over the same seeds), which the index,
 notebook 07 and the README read, so a reader sees how much a seed moves each figure.
 """
 
@@ -24,7 +25,7 @@ from recommender.evaluation import fit_and_evaluate
 from recommender.core.config import REPORTS_DIR
 from recommender.core.files import atomic_write_text
 from recommender.models import MODELS
-from recommender.reporting.records import SEED_SPREAD
+from recommender.reporting.records import SEED_SPREAD, read_seed_spread
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 COLUMNS = ("rmse", "mae", "precision@10", "recall@10", "ndcg@10", "map@10", "hr@10",
@@ -63,10 +64,15 @@ def main() -> None:
     data = load_movielens(args.movies)
     if args.seeds:
         names = args.models or list(HEADLINE)
-        spread = {"dataset": args.movies.name, "split": f"files: {args.split.name}",
-                  "seeds": args.seeds, "date": date.today().isoformat(),
-                  "models": seed_spread(names, args.seeds, train, test, data.movies,
-                                        data.tags)}
+        split = f"files: {args.split.name}"
+        kept = read_seed_spread(split=split, dataset=args.movies.name) or {}
+        if kept.get("seeds") != args.seeds:
+            kept = {}
+        spread = {"dataset": args.movies.name, "split": split, "seeds": args.seeds,
+                  "date": date.today().isoformat(),
+                  "models": {**kept.get("models", {}),
+                             **seed_spread(names, args.seeds, train, test, data.movies,
+                                           data.tags)}}
         atomic_write_text(REPORTS_DIR / SEED_SPREAD, json.dumps(spread, indent=2))
         return
     rows = []
