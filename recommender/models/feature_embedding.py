@@ -430,6 +430,18 @@ class FeatureEmbedding(TowerModel):
     def _score(self, user_index: np.ndarray) -> np.ndarray:
         return self._scores(self.seen[user_index], self.rows, self.settings.method)
 
+    def _score_factors(self, user_index: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """The network's logits over the train movies as one product, ``[g(U), s U, 1]``
+        against ``[h(E); b]`` (the score is their sigmoid, which keeps the order; train movies
+        all have an id bias, so no content term), or ``None`` for the density method."""
+        if self.settings.method != "network" or self.content_weight[self.rows].any():
+            return None
+        users = self.user_vectors(self.seen[user_index])
+        layers, scale = self.user_layers
+        rows = np.hstack([mlp_numpy(users, layers), scale * users,
+                          np.ones((len(users), 1))]).astype(np.float32)
+        return rows, np.ascontiguousarray(self.movie_out[self.rows].T, np.float32)
+
     def score_history(self, ratings: sp.csr_matrix, movie_ids=None,
                       user_ids: np.ndarray | None = None,
                       method: Method | None = None) -> np.ndarray:
