@@ -65,7 +65,8 @@ def _failure_message(name: str, exc: BaseException) -> str:
 
 def _kernel_manager_class(sockets: Path, started: list):
     """A kernel manager class for papermill: IPC sockets under ``sockets``, the run's
-    environment, and every started manager recorded in ``started`` (to stop it on Ctrl-C)."""
+    environment (XLA's compilation cache under ``sockets`` too), and every started manager
+    recorded in ``started`` (to stop it on Ctrl-C)."""
     from jupyter_client.manager import AsyncKernelManager
 
     class RunKernel(AsyncKernelManager):
@@ -74,6 +75,12 @@ def _kernel_manager_class(sockets: Path, started: list):
 
         async def start_kernel(self, **kwargs):
             kwargs["env"] = {**os.environ, **kwargs.get("env", {}), **KERNEL_ENV}
+            # XLA programs compiled by one fit are reused by the next with the same shapes
+            # (a refit, the same model in another notebook) for the rest of the run
+            (sockets / "xla").mkdir(exist_ok=True)
+            kwargs["env"]["TF_XLA_FLAGS"] = " ".join(filter(None, [
+                kwargs["env"].get("TF_XLA_FLAGS"),
+                f"--tf_xla_persistent_cache_directory={sockets / 'xla'}"]))
             # The kernel's own log says only that shutdown interrupted it ("KeyboardInterrupt
             # caught in kernel"); cell errors reach the notebook and the run's message.
             kwargs["extra_arguments"] = [*kwargs.get("extra_arguments", []),
