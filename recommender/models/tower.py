@@ -119,7 +119,7 @@ class TowerModel(Recommender):
         s = self.settings
         loop = TrainConfig(epochs=epochs, batch_size=s.batch_size,
                            learning_rate=s.learning_rate, patience=s.patience, seed=self.seed,
-                           progress=s.progress, **config)
+                           progress=s.progress, sample=s.epoch_fraction, **config)
         return fit_loop(module, loss_fn, examples, loop, validate=validate, batch_fn=batch_fn,
                         description=label or self.name, maximise=self.maximise,
                         on_epoch=on_epoch)
