@@ -59,7 +59,7 @@ from recommender.models.base import Context
 from recommender.models.neural import (MASKED_LOGIT, TargetSampler, dense_layers, flat_history,
                                        full_softmax_loss, mlp, mlp_numpy)
 from recommender.models.settings import TowerSettings
-from recommender.models.tower import TowerModel
+from recommender.models.tower import TowerModel, validation_users
 from recommender.models.training import History
 
 __all__ = ["FeatureEmbedding", "FeatureEmbeddingSettings", "Method", "density",
@@ -222,7 +222,7 @@ class FeatureEmbedding(TowerModel):
         part.eliminate_zeros()
         liked = (whole[:, held] >= metrics.RELEVANT_RATING).astype(np.float32).tocsr()
         liked.eliminate_zeros()
-        users = np.flatnonzero(np.diff(liked.indptr) > 0)
+        users = validation_users(np.flatnonzero(np.diff(liked.indptr) > 0), self.seed)
         return part, _ColdMovies(held, users, liked[users])
 
     def _train(self, part: sp.csr_matrix, held: _ColdMovies | None, epochs: int,

@@ -41,7 +41,7 @@ from recommender.data.preprocessing import IdEncoder, Interactions, movie_featur
 from recommender.models.base import Context
 from recommender.models.neural import dense_layers, in_batch_softmax_loss, mlp, variable
 from recommender.models.settings import TowerSettings
-from recommender.models.tower import TowerModel, ratings_table
+from recommender.models.tower import TowerModel, ratings_table, validation_users
 from recommender.models.training import History
 
 __all__ = ["MultiTask", "MultiTaskSettings", "PRESETS"]
@@ -300,7 +300,9 @@ class MultiTask(TowerModel):
         liked = held[held["rating"] >= metrics.RELEVANT_RATING]
         if liked.empty:  # nothing to rank for: the slice can only judge ratings
             return {**out, "val_ndcg": 0.0}
-        users, rows = np.unique(liked["userId"].to_numpy(), return_inverse=True)
+        users = validation_users(np.unique(liked["userId"].to_numpy()), self.seed)
+        liked = liked[np.isin(liked["userId"].to_numpy(), users)]
+        rows = np.searchsorted(users, liked["userId"].to_numpy())
         relevant = sp.csr_matrix((np.ones(len(liked)), (rows, liked["movieId"])),
                                  shape=(len(users), self.n_items))
         recommended = topk.top_k(lambda b: self._two_stage(b, seen), users, 10, self.n_items,

@@ -168,7 +168,8 @@ class SoftmaxDNN(TowerModel):
 
         validate = None
         if held is not None:
-            validate = ndcg_validation(lambda u: self._logits(towers, history[u]), history, held)
+            validate = ndcg_validation(lambda u: self._logits(towers, history[u]), history, held,
+                                       self.seed)
         users = np.flatnonzero(np.diff(history.indptr) > 0).astype(np.int64)
         result = self._loop(towers, loss_fn, {"user": users}, epochs, validate=validate,
                             batch_fn=_Batches(history, s), on_epoch=on_epoch)

@@ -120,3 +120,16 @@ def test_an_error_while_making_a_batch_ahead_reaches_the_loop():
     model = Line()
     with pytest.raises(RuntimeError, match="no batch"):
         fit_loop(model, model.loss, line_data(), config(epochs=1), batch_fn=broken)
+
+
+def test_validation_ranks_every_user_up_to_the_cap_then_a_seeded_sample():
+    from recommender.models.tower import VALIDATION_USERS, validation_users
+
+    few = np.arange(0, 2 * VALIDATION_USERS, 3)[:VALIDATION_USERS]
+    assert validation_users(few, seed=0) is few
+    many = np.arange(0, 3 * VALIDATION_USERS, 2)
+    sample = validation_users(many, seed=0)
+    assert len(sample) == VALIDATION_USERS and np.all(np.diff(sample) > 0)
+    assert np.isin(sample, many).all()
+    assert np.array_equal(sample, validation_users(many, seed=0))
+    assert not np.array_equal(sample, validation_users(many, seed=1))
