@@ -3,12 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-SHARED_DATA := $(abspath ../shared/data)
-
-# Point the data layer at ../shared/data when it sits beside the checkout (CI, benchmarks).
-ifneq ($(wildcard $(SHARED_DATA)/ml-latest-small),)
-export RECOMMENDER_DATA ?= $(SHARED_DATA)
-endif
+# The data folder (RECOMMENDER_DATA, else data/raw, else ../shared/data beside the checkout) is
+# resolved by recommender/core/config.py, so make, the CLI and a plain `jupyter lab` agree.
 
 .PHONY: install run lab test bench serve clean
 

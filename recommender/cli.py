@@ -11,8 +11,12 @@ import argparse
 import contextlib
 import json
 import os
+import re
+import shutil
 import sys
+import textwrap
 from collections.abc import Iterator
+from importlib import metadata
 from pathlib import Path
 
 from recommender.core.errors import RecommenderError, UsageError
@@ -44,6 +48,26 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _check_output(path: str, what: str, folder: bool = False) -> None:
+    """Refuse, before anything is read or trained, an output path that cannot be written:
+    a parent folder that is missing or is not a folder, or (for a saved model) an existing
+    folder that is not a saved model and would be replaced."""
+    target = Path(path)
+    parent = target.parent
+    if not parent.exists():
+        raise UsageError(f"cannot write {what} to {path}: the folder {parent} does not exist")
+    if not parent.is_dir():
+        raise UsageError(f"cannot write {what} to {path}: {parent} is not a folder")
+    if not os.access(parent, os.W_OK):
+        raise UsageError(f"cannot write {what} to {path}: the folder {parent} is not writable")
+    if folder and target.exists() and not (target / "model.json").is_file() and (
+            not target.is_dir() or any(target.iterdir())):
+        raise UsageError(f"cannot write {what} to {path}: it exists and is not a saved model "
+                         "(give a new folder, or a saved model's folder to replace)")
+    if not folder and target.is_dir():
+        raise UsageError(f"cannot write {what} to {path}: it is a folder")
+
+
 @contextlib.contextmanager
 def _writing(path: str, what: str) -> Iterator[None]:
     """Turn a file-system error while writing ``what`` to ``path`` into one line."""
@@ -69,7 +93,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from recommender.models import model_class
     from recommender.core.files import atomic_write_text
 
-    # Unknown names and bad settings fail before any data is read or model trained.
+    # Unwritable outputs, unknown names and bad settings fail before any data is read or
+    # model trained (outputs first: checking them imports nothing).
+    if args.json:
+        _check_output(args.json, "the metrics")
+    if args.save_model:
+        _check_output(args.save_model, "the model", folder=True)
     cls = model_class(args.model)
     settings = cls.Settings.from_text(cls.name, _split_params(args.param))
     train, test = read_ratings(args.train), read_ratings(args.test)
@@ -91,27 +120,60 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+_SPHINX_ROLE = re.compile(r":\w+:`~?([^`]+)`")
+
+
+def _plain(text: str) -> str:
+    """A docstring line as a terminal shows it: no Sphinx roles, no double backquotes."""
+    return _SPHINX_ROLE.sub(r"\1", text).replace("``", "")
+
+
+def _aligned(rows: list[list[str]], last_width: int | None = None) -> list[str]:
+    """Rows of cells as lines with aligned columns; the last cell wraps to ``last_width``."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    indent = sum(widths) + 2 * len(widths)
+    lines = []
+    for row in rows:
+        head = "".join(f"{cell:<{width}}  " for cell, width in zip(row, widths))
+        tail = (textwrap.wrap(row[-1], max(last_width - indent, 30)) if last_width else
+                [row[-1]]) or [""]
+        lines.append(head + tail[0])
+        lines += [" " * indent + more for more in tail[1:]]
+    return lines
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from recommender.models import MODELS, model_class, model_summary
 
     if args.name:
         cls = model_class(args.name)
         doc, _ = model_summary(args.name)
-        print(f"{args.name}: {doc}\n")
+        does = ("predicts ratings and ranks movies" if cls.predicts_ratings else "ranks movies")
+        folds = ("scores new users from their ratings without refitting" if cls.folds_in
+                 else "scores only the users it was trained on")
+        print(f"{args.name}: {_plain(doc)}\n{does}; {folds}\n")
         rows = cls.Settings.describe()
         if not rows:
             print("no settings")
-        widths = {key: max([len(key)] + [len(row[key]) for row in rows])
-                  for key in ("name", "type", "default")}
-        for row in [{"name": "setting", "type": "type", "default": "default",
-                     "help": "what it does"}] * bool(rows) + rows:
-            print("  ".join(f"{row[key]:<{widths[key]}}" for key in widths) + "  " + row["help"])
+            return 0
+        table = [["setting", "type", "default", "what it does"]]
+        table += [[r["name"], r["type"], r["default"] or "(none)", _plain(r["help"])]
+                  for r in rows]
+        print("\n".join(_aligned(table, _terminal_width())))
+        first = rows[0]
+        print(f"\nchange one with --param, e.g. recommender evaluate --model {args.name} "
+              f"--param {first['name']}={first['default']} ...")
         return 0
+    table = [["model", "task", "what it is"]]
     for name in MODELS:
         doc, predicts_ratings = model_summary(name)
-        kind = "ratings + top-N" if predicts_ratings else "top-N"
-        print(f"{name:<16} {kind:<16} {doc}")
+        table.append([name, "ratings, top-N" if predicts_ratings else "top-N", _plain(doc)])
+    print("\n".join(_aligned(table)))
     return 0
+
+
+def _terminal_width() -> int:
+    return max(shutil.get_terminal_size((100, 24)).columns, 60)
 
 
 def cmd_fetch(args: argparse.Namespace) -> int:
@@ -158,67 +220,143 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="recommender", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Descriptions and examples as written; every option with a default shows it."""
 
-    ev = sub.add_parser("evaluate", help="train on a train CSV, evaluate on a test CSV")
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if ("%(default)" in text or default is None or default is False
+                or default is argparse.SUPPRESS or not action.option_strings):
+            return text
+        return f"{text} (default: %(default)s)" if text else "default: %(default)s"
+
+
+def _command(sub, name: str, summary: str, description: str, examples: str):
+    """A subcommand with a one-line summary (in ``recommender --help``), a description and
+    examples (in ``recommender NAME --help``)."""
+    return sub.add_parser(name, help=summary,
+                          description=f"{summary[0].upper()}{summary[1:]}.\n\n{description}",
+                          epilog="examples:\n" + textwrap.indent(examples.strip(), "  "),
+                          formatter_class=_HelpFormatter)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="recommender", formatter_class=_HelpFormatter,
+        description="Movie recommendation on MovieLens: evaluate models on any split, fetch "
+                    "and describe data,\nrun the notebooks into HTML reports, serve "
+                    "recommendations over HTTP.",
+        epilog="Run `recommender COMMAND --help` for a command's options and examples.")
+    parser.add_argument("--version", action="version",
+                        version=f"recommender {metadata.version('recommender')}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    ev = _command(sub, "evaluate", "train a model on a train CSV and evaluate it on a test CSV",
+                  "Fits the model with its shipped (validation-tuned) settings, evaluates it "
+                  "with the benchmark protocol\n(docs/protocol.md) and prints RMSE and MAE "
+                  "(rating models), precision, recall, NDCG, MAP and hit\nrate at K, coverage, "
+                  "novelty and timings. Output paths are checked before anything is fitted.",
+                  """
+recommender evaluate --model ease --train train.csv --test test.csv
+recommender evaluate --model regression --train train.csv --test test.csv \\
+    --param dim=64 --json regression.json --save-model models/regression
+recommender evaluate --model feature-embedding --train train.csv --test test.csv \\
+    --movies data/raw/ml-latest-small""")
     ev.add_argument("--model", required=True, help="a registered model (see `recommender models`)")
     ev.add_argument("--train", required=True, help="ratings CSV: userId,movieId,rating[,timestamp]")
     ev.add_argument("--test", required=True, help="ratings CSV with the same columns")
-    ev.add_argument("--movies", help="movies.csv (or a release folder) for content features")
-    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--movies", help="movies.csv (or a release folder, whose tags.csv is read "
+                                     "too) for the models that read content")
+    ev.add_argument("--seed", type=int, default=0,
+                    help="random seed of the model (initial weights, shuffles, validation slice)")
     ev.add_argument("--k", type=_positive_int, default=10, help="list length for top-N metrics")
     ev.add_argument("--param", action="append", metavar="KEY=VALUE",
                     help="override a model setting (repeatable; `recommender models NAME` lists "
                          "them)")
-    ev.add_argument("--json", help="also write the metrics to this JSON file")
-    ev.add_argument("--save-model", help="save the trained model to this artifact folder")
+    ev.add_argument("--json", metavar="FILE", help="also write the metrics to this JSON file "
+                                                   "(its folder must exist)")
+    ev.add_argument("--save-model", metavar="FOLDER",
+                    help="save the trained model to this folder (new, or a saved model's)")
     ev.set_defaults(func=cmd_evaluate)
 
-    models = sub.add_parser("models", help="list the registered models, or one model's settings")
+    models = _command(sub, "models", "list the registered models, or one model's settings",
+                      "Without a name: every registered model, what it predicts and what it "
+                      "is. With a name: the\nmodel's settings with their types, defaults and "
+                      "help, to change with `evaluate --param`.", """
+recommender models
+recommender models softmax-dnn""")
     models.add_argument("name", nargs="?", help="a registered model: print its settings with "
                         "their defaults and help")
     models.set_defaults(func=cmd_models)
 
-    data = sub.add_parser("data", help="fetch or describe MovieLens releases")
-    data_sub = data.add_subparsers(dest="data_command", required=True)
-    fe = data_sub.add_parser("fetch", help="download, verify and extract a release")
-    fe.add_argument("name")
+    data = _command(sub, "data", "fetch or describe MovieLens releases",
+                    "Releases live in the data folder: --data-dir, else RECOMMENDER_DATA, else "
+                    "data/raw (see\nrecommender/core/config.py).", """
+recommender data fetch ml-1m
+recommender data describe ml-latest-small --json""")
+    data_sub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    fe = _command(data_sub, "fetch", "download, verify and extract a release",
+                  "Downloads from GroupLens with a progress bar, checks the published MD5, "
+                  "extracts safely\nthrough a temporary folder; a release already present is "
+                  "skipped.", "recommender data fetch ml-latest-small")
+    fe.add_argument("name", help="a release: ml-latest-small, ml-100k, ml-1m, ml-10m, ml-20m, "
+                                 "ml-25m, ml-32m, ml-latest")
     fe.add_argument("--data-dir", help="target folder (default: RECOMMENDER_DATA or data/raw)")
     fe.add_argument("--force", action="store_true", help="download again even if present")
     fe.set_defaults(func=cmd_fetch)
-    de = data_sub.add_parser("describe", help="counts, rating scale and sparsity")
+    de = _command(data_sub, "describe", "counts, rating scale and sparsity of a release",
+                  "Reads any MovieLens layout (folder or zip) and prints what it holds.",
+                  "recommender data describe ml-latest-small\n"
+                  "recommender data describe path/to/ml-1m.zip --json")
     de.add_argument("name", help="release name or path to a folder/zip")
-    de.add_argument("--data-dir")
-    de.add_argument("--json", action="store_true")
+    de.add_argument("--data-dir", help="folder holding the releases (default: RECOMMENDER_DATA "
+                                       "or data/raw)")
+    de.add_argument("--json", action="store_true", help="print JSON instead of a table")
     de.set_defaults(func=cmd_describe)
 
-    run = sub.add_parser("run", help="execute every notebook and write reports/")
-    run.add_argument("--dataset", default="ml-latest-small")
-    run.add_argument("--data-dir")
-    run.add_argument("--split-dir", help="folder with train.csv and test.csv")
+    run = _command(sub, "run", "execute every notebook and write the HTML reports",
+                   "Runs notebooks/NN_*.ipynb in order with papermill, exports each to "
+                   "reports/NN_*.html and writes\nreports/index.html. A failed notebook stops "
+                   "the run and leaves the last good reports untouched.", """
+recommender run                      # what `make run` does
+recommender run --quick              # synthetic data, a minute or two
+recommender run --only 01 07 --seed 1""")
+    run.add_argument("--dataset", default="ml-latest-small",
+                     help="a MovieLens release (fetched if missing) or 'synthetic'")
+    run.add_argument("--data-dir", help="folder holding the releases (default: "
+                                        "RECOMMENDER_DATA or data/raw)")
+    run.add_argument("--split-dir", help="folder with train.csv and test.csv (default: the "
+                                         "fixed benchmark split when there is one, else a "
+                                         "seeded per-user 20%% split)")
     run.add_argument("--quick", action="store_true", help="synthetic data, few epochs")
-    run.add_argument("--seed", type=int, default=42)
-    run.add_argument("--only", nargs="+", metavar="PREFIX", help="e.g. --only 01 07")
+    run.add_argument("--seed", type=int, default=0, help="random seed passed to every notebook")
+    run.add_argument("--only", nargs="+", metavar="PREFIX", help="run only these notebooks, "
+                                                                 "e.g. --only 01 07")
     run.set_defaults(func=cmd_run)
 
-    se = sub.add_parser("serve", help="the REST API and web page (needs the serve extra)")
+    se = _command(sub, "serve", "the REST API and web page (needs the serve extra)",
+                  "Serves recommendations, similar movies and predicted ratings over HTTP, with "
+                  "a web page at /;\nratings added through the API are stored and used at once "
+                  "(see docs/serving.md).", """
+recommender serve                       # http://127.0.0.1:8000/
+recommender serve --list-model softmax-dnn --workers 2""")
     se.add_argument("--dataset", default="ml-latest-small", help="release name or folder/zip")
-    se.add_argument("--data-dir")
+    se.add_argument("--data-dir", help="folder holding the releases (default: "
+                                       "RECOMMENDER_DATA or data/raw)")
     se.add_argument("--artifacts", help="folder of saved models (default: reports/artifacts, "
                                         "else the models are fitted at start-up)")
     se.add_argument("--list-model", default="ease-rated", help="ranks lists and similar movies")
     se.add_argument("--rating-model", default="baseline", help="predicts ratings")
     se.add_argument("--database", help="SQLite path or postgresql:// URL "
                                        "(default: data/processed/serve-<dataset>.sqlite3)")
-    se.add_argument("--host", default="127.0.0.1")
-    se.add_argument("--port", type=int, default=8000)
+    se.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    se.add_argument("--port", type=int, default=8000, help="port to listen on")
     se.add_argument("--workers", type=int, default=1,
                     help="server processes sharing the store (each holds the models)")
     se.add_argument("--list-cache-mb", type=float, default=64.0,
                     help="memory per process for recommendation lists kept until the user's "
-                         "ratings change (default 64; 0 computes every list)")
+                         "ratings change (0 computes every list)")
     se.add_argument("--write-token", help="required to listen beyond loopback; then writes "
                                           "need 'Authorization: Bearer <token>'")
     se.set_defaults(func=cmd_serve)

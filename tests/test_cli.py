@@ -26,7 +26,7 @@ def split_files(synthetic_small, tmp_path):
 
 def test_evaluate_prints_a_table_and_writes_json(split_files, tmp_path, capsys):
     train, test = split_files
-    out = tmp_path / "out" / "metrics.json"
+    out = tmp_path / "metrics.json"
     assert main(["evaluate", "--model", "baseline", "--train", str(train), "--test", str(test),
                  "--json", str(out), "--save-model", str(tmp_path / "artifact")]) == 0
     doc = json.loads(out.read_text())
@@ -162,10 +162,20 @@ def test_listing_models_reads_their_sources_and_imports_no_tensorflow(listed_fro
     listed = listed_from_source
     assert listed["before"] == [] and listed["after"] == []  # no model module was imported
     assert not listed["tensorflow"] and listed["code"] == 0
-    lines = listed["listing"].splitlines()
+    header, *lines = listed["listing"].splitlines()
+    assert header.split() == ["model", "task", "what", "it", "is"]
     assert [line.split()[0] for line in lines] == list(listed["summaries"]) == list(MODELS)
     for line, (doc, _) in zip(lines, listed["summaries"].values()):
         assert line.endswith(doc)
+
+
+def test_model_summaries_are_whole_sentences_in_aligned_columns(listed_from_source):
+    header, *lines = listed_from_source["listing"].splitlines()
+    column = header.index("what it is")
+    for line, (doc, _) in zip(lines, listed_from_source["summaries"].values()):
+        assert line[column:] == doc and line[column - 2:column] == "  ", line
+        assert doc[0].isupper() and doc.endswith("."), f"not a whole sentence: {doc!r}"
+        assert "``" not in doc and ":class:" not in doc and ":func:" not in doc, doc
 
 
 @pytest.mark.parametrize("name", list(MODELS))
@@ -245,6 +255,81 @@ def test_unwritable_outputs_are_one_line(option, split_files, tmp_path, capsys):
                  option, str(blocker / "out")])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and "cannot write" in err, err
+
+
+# -- what --help, --version and `models NAME` show; outputs checked before any fit ----------
+
+@pytest.mark.slow  # CLI subprocesses, end to end
+def test_every_command_has_a_description_examples_and_its_defaults():
+    top = _recommender("--help")
+    assert top.returncode == 0
+    for command in ("evaluate", "models", "data", "run", "serve"):
+        assert command in top.stdout
+        page = _recommender(command, "--help").stdout
+        assert "examples:" in page and f"recommender {command}" in page.split("examples:")[1]
+    evaluate = _recommender("evaluate", "--help").stdout
+    assert "--seed SEED" in evaluate and "(default: 0)" in evaluate
+    assert "(default: 10)" in evaluate  # --k
+    run = _recommender("run", "--help").stdout
+    assert "(default: 0)" in run and "(default: ml-latest-small)" in run
+    from recommender.data.releases import RELEASES
+
+    fetch = " ".join(_recommender("data", "fetch", "--help").stdout.split())
+    assert all(name in fetch for name in RELEASES)
+    from importlib import metadata
+
+    version = _recommender("--version")
+    assert version.stdout.strip() == f"recommender {metadata.version('recommender')}"
+
+
+@pytest.mark.slow  # a CLI subprocess, end to end
+def test_models_name_shows_what_the_model_does_and_its_settings():
+    done = _recommender("models", "ease")
+    assert done.returncode == 0
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("ease: Embarrassingly Shallow Autoencoder")
+    assert "scores new users from their ratings" in lines[1]
+    header = next(line for line in lines if line.startswith("setting"))
+    assert header.split()[:3] == ["setting", "type", "default"]
+    assert any(line.split()[:3] == ["l2", "float", "200.0"] for line in lines)
+    assert "--param" in lines[-1]
+
+
+@pytest.mark.slow  # CLI subprocesses, end to end
+@pytest.mark.parametrize("option, path, message", [
+    ("--json", "{tmp}/missing/dir/x.json", "the folder {tmp}/missing/dir does not exist"),
+    ("--json", "/dev/null/x.json", "/dev/null is not a folder"),
+    ("--save-model", "{tmp}/missing/model", "the folder {tmp}/missing does not exist"),
+    ("--save-model", "{tmp}/notes", "it exists and is not a saved model (give a new folder, "
+                                    "or a saved model's folder to replace)"),
+])
+def test_an_unwritable_output_stops_the_run_before_anything_is_fitted(
+        option, path, message, split_files, tmp_path):
+    train, test = split_files
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "keep.txt").write_text("mine")
+    target = path.format(tmp=tmp_path)
+    done = _recommender("evaluate", "--model", "softmax-dnn", "--train", train, "--test", test,
+                        option, target)
+    assert done.returncode == 2 and done.stdout == ""  # no table: nothing was fitted
+    assert done.stderr.splitlines() == [f"recommender: error: cannot write "
+                                        f"{'the metrics' if option == '--json' else 'the model'}"
+                                        f" to {target}: {message.format(tmp=tmp_path)}"]
+    assert not (tmp_path / "missing").exists()  # no folder made on the way
+    assert (tmp_path / "notes" / "keep.txt").read_text() == "mine"
+
+
+@pytest.mark.slow  # a CLI subprocess, end to end
+def test_outputs_are_readable_by_others_as_ordinary_files(split_files, tmp_path):
+    train, test = split_files
+    done = _recommender("evaluate", "--model", "popularity", "--train", train, "--test", test,
+                        "--json", tmp_path / "m.json", "--save-model", tmp_path / "model")
+    assert done.returncode == 0, done.stderr
+    umask = os.umask(0)
+    os.umask(umask)
+    mode = lambda p: (tmp_path / p).stat().st_mode & 0o777  # noqa: E731
+    assert mode("m.json") == mode("model/model.json") == mode("model/arrays.npz") == 0o666 & ~umask
+    assert mode("model") == 0o777 & ~umask
 
 
 def test_a_bug_is_not_disguised_as_bad_input(split_files, monkeypatch):

@@ -131,3 +131,83 @@ def test_run_time_registration(guide):
     assert MODELS["item-cosine"] == "adding_a_model_guide:ItemCosine"
     assert model_class("tiny-two-tower") is guide["TinyTwoTower"]
     assert type(guide["tower_loaded"]) is guide["TinyTwoTower"]
+
+
+# -- the README and the pages readers start from ----------------------------------------------
+
+README = REPO / "README.md"
+TEXT_FILES = ("README.md", "docs", "notebooks", "recommender", "benchmarks", "tests", ".ci")
+
+
+def _rows(table_after: str, path: Path = README) -> dict[str, list[str]]:
+    """The rows of the first Markdown table after the line holding ``table_after``, by their
+    first cell (backquotes dropped)."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    start = next(i for i, line in enumerate(lines) if table_after in line)
+    rows = {}
+    for line in lines[start:]:
+        if line.startswith("|"):
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            rows[cells[0].strip("`")] = cells[1:]
+        elif rows:
+            break
+    return rows
+
+
+def test_the_readme_is_short_and_its_commands_are_the_ones_that_run():
+    text = README.read_text(encoding="utf-8")
+    assert len(text.splitlines()) <= 220
+    assert "make run" in text and "make test" in text
+    ci = (REPO / ".ci" / "run").read_text().strip().splitlines()
+    assert ci[-1] == "make test"  # CI runs exactly the README's test command
+    assert "../shared" not in text  # examples point inside the repository
+    for link in re.findall(r"\]\(((?:docs|reports)/[^)#]+)", text):
+        assert (REPO / link).exists() or link.startswith("reports/"), link
+
+
+def test_origin_systems_are_named_and_mapped_alike_everywhere():
+    from recommender.reporting.guide import ORIGINS
+
+    readme = _rows("| origin system |")
+    origins_page = _rows("| origin |", REPO / "docs" / "origins.md")
+    for origin in ORIGINS:
+        name = f"{origin.number} {origin.name}"
+        for rows in (readme, origins_page):
+            assert name in rows, name
+            assert [m.strip(" `") for m in rows[name][0 if rows is readme else 1].split(",")] \
+                == list(origin.models), name
+
+
+def test_no_seed_numbers_for_the_origin_systems():
+    """A seed is a random seed; the origin systems are called by what they are."""
+    pattern = re.compile(r"\bseed[- ]?00\d\b|\bseed'?s? 00\d\b", re.IGNORECASE)
+    for root in TEXT_FILES:
+        paths = [REPO / root] if (REPO / root).is_file() else sorted((REPO / root).rglob("*"))
+        for path in paths:
+            if path.suffix in (".py", ".md", ".ipynb", ".j2", "") and path.is_file():
+                found = pattern.search(path.read_text(encoding="utf-8", errors="ignore"))
+                assert not found, f"{path.relative_to(REPO)}: {found.group(0)!r}"
+
+
+def test_the_readme_results_are_the_measured_spread_over_seeds():
+    """One set of numbers: the README's table is what benchmarks/u20.py --seeds measured."""
+    import json
+
+    from recommender.models import MODELS
+    from recommender.reporting.records import SEED_SPREAD
+
+    path = REPO / "reports" / SEED_SPREAD
+    if not path.is_file():
+        pytest.skip(f"no measured spread at {path.relative_to(REPO)} (benchmarks/u20.py --seeds)")
+    spread = json.loads(path.read_text())["models"]
+    rows = _rows("| model | RMSE | NDCG@10 |")
+    package = {name for name, entry in MODELS.items() if entry.startswith("recommender.")}
+    assert package <= set(rows), "every registered model has its row"
+    for name, (rmse, ndcg, *_) in rows.items():
+        if name not in spread:
+            continue
+        shown = float(ndcg.strip("*").split()[0])
+        assert shown == pytest.approx(spread[name]["ndcg@10"]["mean"], abs=5e-5), name
+        if "rmse" in spread[name]:
+            assert float(rmse.strip("*").split()[0]) == pytest.approx(
+                spread[name]["rmse"]["mean"], abs=5e-5), name

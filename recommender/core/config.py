@@ -1,8 +1,10 @@
 """Where things live: the project root, the data folder, the reports folder.
 
-The data folder is resolved in one place so that the CLI, the notebooks and the tests agree:
-an explicit ``--data-dir`` wins, else the ``RECOMMENDER_DATA`` environment variable, else
-``data/raw`` under the project root.
+The data folder is resolved in one place so that the CLI, ``make``, the notebooks (run by
+``recommender run``, ``make lab`` or a plain ``jupyter lab``) and the tests agree: an explicit
+``--data-dir`` wins, else the ``RECOMMENDER_DATA`` environment variable, else ``data/raw``
+under the project root, unless that is empty and a ``shared/data`` folder sits beside the
+checkout (the layout CI and the benchmark machines use), which is then taken.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ NOTEBOOKS_DIR = PROJECT_ROOT / "notebooks"
 REPORTS_DIR = PROJECT_ROOT / "reports"
 PROCESSED_DIR = PROJECT_ROOT / "data" / "processed"
 DATA_ENV_VAR = "RECOMMENDER_DATA"
+RAW_DIR = PROJECT_ROOT / "data" / "raw"
+SHARED_DATA_DIR = PROJECT_ROOT.parent / "shared" / "data"
 
 
 def data_dir(explicit: str | os.PathLike | None = None) -> Path:
@@ -23,7 +27,8 @@ def data_dir(explicit: str | os.PathLike | None = None) -> Path:
         return Path(explicit).expanduser()
     if os.environ.get(DATA_ENV_VAR):
         return Path(os.environ[DATA_ENV_VAR]).expanduser()
-    return PROJECT_ROOT / "data" / "raw"
+    raw_is_empty = not any(p.name != ".gitkeep" for p in RAW_DIR.glob("*"))
+    return SHARED_DATA_DIR if raw_is_empty and SHARED_DATA_DIR.is_dir() else RAW_DIR
 
 
 def shown(path: str | os.PathLike) -> str:

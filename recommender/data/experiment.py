@@ -48,7 +48,7 @@ def benchmark_split_dir(dataset: str, data_root: Path) -> Path | None:
 
 
 def load_experiment(dataset: str = "ml-latest-small", data_dir: str = "", split_dir: str = "",
-                    quick: bool = False, seed: int = 42) -> Experiment:
+                    quick: bool = False, seed: int = 0) -> Experiment:
     """Load the data and the train/test split the notebooks share.
 
     ``quick`` (or ``dataset="synthetic"``) uses small generated data with a planted structure.

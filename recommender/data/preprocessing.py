@@ -1,7 +1,7 @@
 """From ratings tables to model inputs: id encoders, sparse matrices, filters, movie features.
 
-Everything here is sparse or sized by what exists; the one dense matrix, the seed-003 ratings
-matrix, is capped (10,000 movies x 5,000 users by default) and says how big it is.
+Everything here is sparse or sized by what exists; the one dense matrix, Cinematch's ratings
+matrix (origin 003), is capped (10,000 movies x 5,000 users by default) and says how big it is.
 """
 
 from __future__ import annotations

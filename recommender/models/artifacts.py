@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from recommender.core.errors import DataError
+from recommender.core.files import ordinary_permissions
 
 __all__ = ["FORMAT_VERSION", "write_artifact", "read_artifact"]
 
@@ -45,6 +46,7 @@ def write_artifact(path: str | os.PathLike, model: str, settings: dict,
                "meta": meta or {}}
         (tmp / "model.json").write_text(json.dumps(doc, indent=2, sort_keys=True))
         np.savez(tmp / "arrays.npz", **arrays)
+        ordinary_permissions(tmp)  # mkdtemp made it 0700
         _swap_in(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -89,8 +89,10 @@ class WeightedPopularitySettings(Settings):
 
 
 class WeightedPopularity(SameForEveryone):
-    """Ranks every movie by its weighted rating over the train ratings; the same list for
-    everyone (demographic filtering). Movies outside train score ``C`` (no votes)."""
+    """IMDB's weighted rating over the train ratings: one chart, the same for everyone.
+
+    Demographic filtering of the recommender-systems overview (origin 004). Movies outside
+    train score ``C`` (no votes)."""
 
     name = "weighted-popularity"
     Settings = WeightedPopularitySettings

@@ -13,7 +13,10 @@ from pathlib import Path
 from recommender.core.config import REPORTS_DIR
 from recommender.core.files import atomic_write_text
 
-__all__ = ["record_metrics", "read_metrics", "save_figure"]
+__all__ = ["record_metrics", "read_metrics", "save_figure", "read_seed_spread", "SEED_SPREAD"]
+
+# Written by ``benchmarks/u20.py --seeds``: the headline models' metrics over several seeds.
+SEED_SPREAD = Path("benchmarks") / "u20_seeds.json"
 
 
 def _clean(value):
@@ -47,6 +50,24 @@ def read_metrics(reports_dir: str | Path = REPORTS_DIR) -> dict[str, dict]:
     """Every recorded metrics file, keyed by notebook name."""
     folder = Path(reports_dir) / "metrics"
     return {p.stem: json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))}
+
+
+def read_seed_spread(reports_dir: str | Path = REPORTS_DIR, split: str | None = None,
+                     dataset: str | None = None) -> dict | None:
+    """The spread over seeds measured for ``split`` of ``dataset``, or None when none was.
+
+    Returns:
+        ``{"dataset", "split", "seeds", "date", "models": {name: {metric: {"mean", "sd",
+        "values"}}}}`` as ``benchmarks/u20.py --seeds`` writes it.
+    """
+    path = Path(reports_dir) / SEED_SPREAD
+    if not path.is_file():
+        return None
+    spread = json.loads(path.read_text())
+    if (split is not None and spread.get("split") != split) or (
+            dataset is not None and spread.get("dataset") != dataset):
+        return None
+    return spread
 
 
 def save_figure(fig, name: str, reports_dir: str | Path = REPORTS_DIR) -> Path:

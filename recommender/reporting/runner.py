@@ -25,12 +25,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from recommender.core.config import NOTEBOOKS_DIR, REPORTS_DIR
+from recommender.core.config import NOTEBOOKS_DIR, PROJECT_ROOT, REPORTS_DIR
 from recommender.core.errors import NotebookFailed, UsageError
 from recommender.data.fetch import ensure_release
 from recommender.data.releases import RELEASES
+from recommender.reporting.conclusions import conclusions_for
+from recommender.reporting.guide import COMPARISON
 from recommender.reporting.html import export_html, write_index
-from recommender.reporting.records import read_metrics
+from recommender.reporting.records import SEED_SPREAD, read_metrics, read_seed_spread
 
 __all__ = ["NotebookFailed", "RunResult", "notebook_paths", "run_notebooks", "KERNEL_ENV"]
 
@@ -176,7 +178,7 @@ def _shown_path(path: str | None, cwd: Path) -> str:
 
 
 def run_notebooks(dataset: str = "ml-latest-small", data_dir: str | None = None,
-                  split_dir: str | None = None, quick: bool = False, seed: int = 42,
+                  split_dir: str | None = None, quick: bool = False, seed: int = 0,
                   reports_dir: Path = REPORTS_DIR, only: list[str] | None = None,
                   progress: bool = True, notebooks_dir: Path = NOTEBOOKS_DIR) -> RunResult:
     """Execute the notebooks in order, export each to HTML, write ``reports/index.html``.
@@ -224,7 +226,8 @@ def run_notebooks(dataset: str = "ml-latest-small", data_dir: str | None = None,
 def _staging(reports_dir: Path):
     """``(kernel working folder, staged reports, socket folder)`` of one run, removed at the
     end whatever happens; the staged reports start with the last run's metrics, so that a
-    partial run (``--only``) still builds the full comparison."""
+    partial run (``--only``) still builds the full comparison, and with the measured spread
+    over seeds, which notebook 07 reads."""
     staging = Path(tempfile.mkdtemp(prefix=f"{_STAGING}{os.getpid()}-", dir=reports_dir))
     sockets = Path(tempfile.mkdtemp(prefix="recommender-kernels-"))  # short socket paths
     try:
@@ -233,6 +236,9 @@ def _staging(reports_dir: Path):
         staged.mkdir()
         if (reports_dir / "metrics").is_dir():
             shutil.copytree(reports_dir / "metrics", staged / "metrics")
+        if (reports_dir / SEED_SPREAD).is_file():
+            (staged / SEED_SPREAD).parent.mkdir(parents=True)
+            shutil.copy2(reports_dir / SEED_SPREAD, staged / SEED_SPREAD)
         yield cwd, staged, sockets
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -265,17 +271,39 @@ def _run_one(path: Path, staged: Path, cwd: Path, params: dict, sockets: Path,
     return {"name": path.name, "html": f"{path.stem}.html", "seconds": seconds}
 
 
+def _commit() -> str:
+    """The checkout's commit (short), marked when tracked files outside ``reports/`` (which
+    the run itself rewrites) have local changes."""
+    import subprocess
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(PROJECT_ROOT), *args], capture_output=True,
+                              text=True, timeout=30, check=True).stdout.strip()
+
+    try:
+        commit = git("rev-parse", "--short", "HEAD")
+        changed = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!reports")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown (not a git checkout)"
+    return f"{commit} with local changes" if changed else commit
+
+
 def _write_index(reports_dir: Path, done: list[dict], dataset: str, split_dir: str | None,
                  seed: int, quick: bool, total: float) -> None:
     """``index.html`` from the metrics the notebooks of this run recorded."""
+    from datetime import datetime
+
     metrics = read_metrics(reports_dir)
     ran = [metrics.get(Path(n["name"]).stem, {}) for n in done]  # this run's, not stale ones
     split = next((m["split"] for m in ran if "split" in m),
                  f"files: {Path(split_dir).name}" if split_dir else "per-user 20% (seeded)")
     run_info = {"dataset": dataset, "split": split, "seed": seed, "quick": quick,
-                "total seconds": f"{total:.1f}"}
-    comparison = metrics.get("07_model_comparison", {})
-    write_index(reports_dir, done, run_info, comparison.get("table"), comparison.get("baselines"))
+                "date": datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
+                "commit": _commit(), "total seconds": f"{total:.1f}"}
+    comparison = metrics.get(COMPARISON, {})
+    write_index(reports_dir, done, run_info, comparison.get("table"),
+                summary_markdown=conclusions_for(COMPARISON, comparison) if comparison else "",
+                seed_spread=None if quick else read_seed_spread(reports_dir, split, dataset))
 
 
 def _publish(staging: Path, reports_dir: Path) -> None:

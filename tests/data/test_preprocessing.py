@@ -1,4 +1,4 @@
-"""Id encoders, sparse matrices, count filters, the seed-003 ratings matrix, movie features."""
+"""Id encoders, sparse matrices, count filters, Cinematch's ratings matrix, movie features."""
 
 import numpy as np
 import pandas as pd

@@ -18,6 +18,8 @@ from nbformat.v4 import new_code_cell, new_notebook
 
 from recommender.core.config import PROJECT_ROOT
 from recommender.models import MODELS
+from recommender.reporting.conclusions import conclusions_for
+from recommender.reporting.guide import NOTEBOOKS, ORIGINS, notebook_of
 from recommender.reporting.runner import NotebookFailed, notebook_paths, run_notebooks
 
 pytestmark = pytest.mark.slow
@@ -59,23 +61,61 @@ def test_reports_hold_no_machine_paths_no_start_up_log_and_offline_math(quick_ru
     assert "<math" in regression and "\\hat{y}" not in regression  # formulas as MathML
 
 
-def test_index_opens_with_the_comparison_picture_then_words_then_the_table(quick_run):
+def _executed_conclusions(path: Path) -> str:
+    """The Markdown the executed notebook's last cell displayed."""
+    last = nbformat.read(path, as_version=4).cells[-1]
+    assert "what_this_shows" in last.source
+    (output,) = [o for o in last.outputs if "text/markdown" in o.get("data", {})]
+    return output["data"]["text/markdown"]
+
+
+def test_every_notebook_concludes_from_the_metrics_it_recorded(quick_run):
+    """What a notebook's page says it found is the conclusions function applied to the very
+    metrics file the run recorded, so no rerun can leave prose that its numbers contradict."""
+    for path in notebook_paths():
+        recorded = json.loads((quick_run.reports_dir / "metrics" / f"{path.stem}.json")
+                              .read_text())
+        shown = _executed_conclusions(quick_run.reports_dir / path.name)
+        assert shown == conclusions_for(path.stem, recorded), path.name
+        assert shown.startswith("- ") and len(shown.splitlines()) >= 2, (path.name, shown)
+        page = (quick_run.reports_dir / f"{path.stem}.html").read_text()
+        assert "What this shows" in page and "what_this_shows(" not in page, path.name
+
+
+def test_pages_hide_the_plumbing_and_link_back_to_the_index(quick_run):
+    for path in notebook_paths():
+        page = (quick_run.reports_dir / f"{path.stem}.html").read_text()
+        source = nbformat.read(path, as_version=4)
+        heading = source.cells[0].source.splitlines()[0].lstrip("# ")
+        assert f"<title>{heading} · Movie recommender lab</title>" in page, path.name
+        assert page.count("href=\"index.html\"") == 2, path.name  # top and bottom
+        for hidden in ("# Parameters", "record_metrics(", "model.save(", "reports_dir = "):
+            assert hidden not in page, (path.name, hidden)
+
+
+def test_index_opens_with_what_the_run_is_then_the_verdict_then_the_origins(quick_run):
     page = (quick_run.reports_dir / "index.html").read_text()
-    comparison = page.split("<h2>Notebooks</h2>")[0]
-    picture, words, table = (comparison.index("<img src='figures/index_comparison.png'"),
-                             comparison.index("<p>Best NDCG@10"), comparison.index("<table>"))
-    assert picture < words < table
+    run, picture, words, origins, table, glossary, notebooks = (
+        page.index("<b>This run:</b>"), page.index("<img src='figures/index_comparison.png'"),
+        page.index("<strong>Top-N lists"), page.index("<h2>Where the models come from"),
+        page.index("<table class='comparison'>"), page.index("What the columns mean"),
+        page.index("<h2>Notebooks</h2>"))
+    assert run < picture < words < origins < table < glossary < notebooks
+    assert re.search(r"run on \d{4}-\d\d-\d\d \d\d:\d\d", page) and "at commit " in page
     assert (quick_run.reports_dir / "figures" / "index_comparison.png").stat().st_size > 0
+    assert ">nan<" not in page.lower() and "None" not in page
 
 
-def test_index_puts_every_registered_model_in_the_comparison_table(quick_run):
+def test_index_links_every_model_to_the_notebook_that_explains_it(quick_run):
     page = (quick_run.reports_dir / "index.html").read_text()
     comparison, rest = page.split("<h2>Notebooks</h2>")
-    assert "<h2>Model comparison</h2>" in comparison
     for name in MODELS:
-        assert f"<td>{name}</td>" in comparison, name
-    for path in notebook_paths():
-        assert f"href='{path.stem}.html'" in rest
+        assert f"<td><a href='{notebook_of(name)}.html'>{name}</a></td>" in comparison, name
+    for origin in ORIGINS:
+        assert f"{origin.number} {origin.name}" in comparison
+    for guide in NOTEBOOKS:
+        assert f"href='{guide.stem}.html'>{guide.stem[:2]} · {guide.title}</a>" in rest
+        assert guide.description.replace("'", "&#x27;") in rest
     assert "total seconds" in rest and "version: tensorflow" in rest
     assert "per-user 20% (seeded)" in rest  # the split the quick run used
 
