@@ -305,7 +305,7 @@ def _run_one(path: Path, staged: Path, cwd: Path, params: dict, sockets: Path,
     export_html(executed, staged / f"{path.stem}.html")
     seconds = time.perf_counter() - start
     if progress:
-        print(f"  done in {seconds:.1f} s", file=sys.stderr, flush=True)
+        print(f"  {path.name} done in {seconds:.1f} s", file=sys.stderr, flush=True)
     return {"name": path.name, "html": f"{path.stem}.html", "seconds": seconds}
 
 
