@@ -25,7 +25,8 @@ and checks that both give the same NDCG@10.
 A log-log plot of seconds against ratings goes to ``--plot`` and every figure to ``--json``.
 
 Usage: ``python benchmarks/scale.py [--sizes 1e6 5e6 25e6] [--models ...] [--skip ease@25e6]
-[--data-dir DIR] [--evaluate 5e6]`` (``--data-dir`` keeps the generated data for later runs).
+[--data-dir DIR] [--evaluate 5e6] [--update]`` (``--data-dir`` keeps the generated data for
+later runs; ``--update`` adds this run's figures to those already in ``--json``).
 """
 
 from __future__ import annotations
@@ -325,6 +326,16 @@ def _generate(size: int, folder: Path) -> Path:
     return ratings_file
 
 
+def _merged(before: dict, results: list[dict], evaluations: list[dict]):
+    """``before``'s model rows and evaluate runs, those measured now replaced, in size order."""
+    measured = {(r["model"], r["ratings"]) for r in results}
+    rows = [r for r in before.get("models", []) if (r["model"], r["ratings"]) not in measured]
+    sizes = {e["size"] for e in evaluations}
+    runs = [e for e in before.get("evaluate", []) if e["size"] not in sizes]
+    return (sorted(rows + results, key=lambda r: r["ratings"]),
+            sorted(runs + evaluations, key=lambda e: e["size"]))
+
+
 def _skipped(name: str, size: int, rule: str) -> bool:
     """Whether ``--skip`` ``rule`` (``MODEL`` or ``MODEL@SIZE``) leaves ``name`` out at
     ``size``."""
@@ -352,9 +363,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-reference", action="store_true", help="leave implicit's ALS out")
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--timeout", type=float, default=1800, help="seconds per model and size")
-    parser.add_argument("--plot", type=Path, default=ROOT / "reports" / "figures" / "scale.png")
+    parser.add_argument("--plot", type=Path, default=ROOT / "docs" / "figures" / "scale.png")
     parser.add_argument("--json", type=Path,
                         default=ROOT / "reports" / "benchmarks" / "scale.json")
+    parser.add_argument("--update", action="store_true", help="keep the figures already in "
+                        "--json for the models and sizes this run does not measure (one table "
+                        "from several shorter runs), and plot them all")
     parser.add_argument("--data-dir", type=Path, help="keep the generated data here and reuse "
                         "it on later runs (same sizes, same seed: the same data); default: a "
                         "temporary folder")
@@ -423,6 +437,8 @@ def main(argv: list[str] | None = None) -> None:
                       f"{result['evaluate_s']:.1f} s; plain pipeline {result['plain_s']:.1f} s "
                       f"({result['ratio']:.2f}x); NDCG@10 {result['ndcg']:.4f} and "
                       f"{result['plain_ndcg']:.4f}", flush=True)
+    if args.update and args.json.is_file():
+        results, evaluations = _merged(json.loads(args.json.read_text()), results, evaluations)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"models": results, "evaluate": evaluations}, indent=1))
     plot(results, args.plot)
