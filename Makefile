@@ -16,8 +16,11 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-run: $(STAMP)  ## every notebook end to end on ml-latest-small (fetched if missing), reports in reports/
-	$(BIN)/recommender run --dataset ml-latest-small
+DATASET ?= ml-latest-small
+JOBS ?= 2
+
+run: $(STAMP)  ## every notebook end to end (DATASET=ml-latest-small, any release name, fetched if missing; JOBS notebooks at once), reports in reports/
+	$(BIN)/recommender run --dataset $(DATASET) --jobs $(JOBS)
 
 lab: $(STAMP)  ## JupyterLab on notebooks/, the project's environment as its kernel, data as for make run
 	-$(BIN)/recommender data fetch ml-latest-small

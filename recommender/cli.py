@@ -198,7 +198,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     result = run_notebooks(dataset=args.dataset, data_dir=args.data_dir,
                            split_dir=args.split_dir, quick=args.quick, seed=args.seed,
-                           only=args.only)
+                           only=args.only, jobs=args.jobs)
     index = shown(result.reports_dir / "index.html")
     print(f"{len(result.notebooks)} notebooks in {result.seconds:.0f} s; open {index}")
     return 0
@@ -333,6 +333,9 @@ recommender run --quick              # synthetic data, a minute or two
 recommender run --only 01 07 --seed 1""")
     run.add_argument("--dataset", default="ml-latest-small",
                      help="a MovieLens release (fetched if missing) or 'synthetic'")
+    run.add_argument("--jobs", type=_positive_int, default=2,
+                     help="notebooks run at once (the comparison last, after the others); "
+                          "default 2")
     run.add_argument("--data-dir", help="folder holding the releases (default: "
                                         "RECOMMENDER_DATA or data/raw)")
     run.add_argument("--split-dir", help="folder with train.csv and test.csv (default: the "

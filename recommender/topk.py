@@ -181,12 +181,12 @@ def top_k(score_fn: ScoreFn, users: np.ndarray, k: int, n_items: int,
     return out
 
 
-def top_k_product(user_table: np.ndarray, item_table: np.ndarray, users: np.ndarray, k: int,
+def top_k_product(user_rows: np.ndarray, item_table: np.ndarray, users: np.ndarray, k: int,
                   exclude: sp.csr_matrix | None = None, batch_size: int | None = None,
                   progress: bool = False, threads: int | None = None) -> np.ndarray:
-    """:func:`top_k` for scores that are one matrix product, ``user_table[users] @
-    item_table`` (factor models: every user of MovieLens 25M is a 162,541 x (d + 2) x
-    59,047 product).
+    """:func:`top_k` for scores that are one matrix product, ``user_rows @ item_table``
+    (factor models, and every model whose scores are a user vector times item vectors:
+    every user of MovieLens 25M is a 162,541 x d x 59,047 product).
 
     Each of ``threads`` workers scores its own batches with BLAS on one thread, into one
     buffer it reuses, and selects them, so the product and the selection share the cores
@@ -199,7 +199,7 @@ def top_k_product(user_table: np.ndarray, item_table: np.ndarray, users: np.ndar
     about 128 MB by default) and its selection, whatever the number of users.
 
     Args:
-        user_table: ``(n_users, d)`` float32 rows.
+        user_rows: ``(len(users), d)`` float32, row ``j`` the vector of ``users[j]``.
         item_table: ``(d, n_items)`` float32 columns.
         users, k, exclude, batch_size, progress: as for :func:`top_k`.
         threads: worker threads (default: one per core, at most one per batch).
@@ -228,7 +228,7 @@ def top_k_product(user_table: np.ndarray, item_table: np.ndarray, users: np.ndar
             if sl is None:
                 return
             scores = buffer[: sl.stop - sl.start]
-            np.matmul(user_table[users[sl]], item_table, out=scores)
+            np.matmul(user_rows[sl], item_table, out=scores)
             _select(out, sl, users, scores, k, exclude)
 
     with threadpool_limits(limits=1 if threads > 1 else None, user_api="blas"), \

@@ -157,7 +157,7 @@ def test_top_k_product_matches_brute_force(threads):
     _, seen = tied_scores(50, 700, seed=8)
     users = np.array([3, 0, 49, 3, 1, 7, 8])  # any order, repeats allowed
     expected = brute_force_top_k(user_table @ item_table, seen, 10)
-    out = topk.top_k_product(user_table, item_table, users, 10, seen, batch_size=2,
+    out = topk.top_k_product(user_table[users], item_table, users, 10, seen, batch_size=2,
                                 threads=threads)
     assert out.tolist() == [expected[u] for u in users]
 

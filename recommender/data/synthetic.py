@@ -12,10 +12,16 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from pathlib import Path
+
 from recommender.core.errors import DataError
 from recommender.data.releases import MovieLens
 
-__all__ = ["GENRES", "make_synthetic", "planted_clusters"]
+__all__ = ["GENRES", "make_synthetic", "planted_clusters", "write_release", "LAYOUTS"]
+
+# The three GroupLens layouts :func:`write_release` writes (what ``load_movielens`` reads).
+LAYOUTS = ("csv", "dat", "100k")
+_ROWS_PER_WRITE = 1 << 21  # rows formatted at a time, so text never holds a whole release
 
 GENRES = ("Drama", "Comedy", "Thriller", "Action", "Romance", "Adventure", "Crime", "Sci-Fi",
           "Horror", "Fantasy", "Children", "Animation", "Mystery", "Documentary", "War",
@@ -267,3 +273,67 @@ def _genres(n_movies: int, names: list[str],
         matrix[rows, top[rows, j]] = 1.0
     lists = [[names[g] for g in row[:n]] for row, n in zip(top.tolist(), k.tolist())]
     return matrix, lists
+
+
+def write_release(data: MovieLens, folder: str | Path, layout: str = "csv") -> Path:
+    """Write ``data`` as a MovieLens release folder in one of the GroupLens layouts, so that
+    what reads a downloaded release (``load_movielens``, ``recommender run``) reads it.
+
+    - ``csv`` (ml-20m, ml-25m, ml-latest): ``ratings.csv``, ``movies.csv`` (genres joined
+      by ``|``), ``tags.csv`` when there are tags;
+    - ``dat`` (ml-1m, ml-10m): ``::``-separated ``ratings.dat``, ``movies.dat`` and
+      ``tags.dat`` when there are tags (ml-1m has none);
+    - ``100k``: tab-separated ``u.data``, ``|``-separated ``u.item`` (a flag per genre) and
+      ``u.genre``; never tags, as ml-100k.
+
+    Text is written a few million rows at a time (ml-25m's 25 million ratings in about a
+    minute). Returns the folder.
+    """
+    if layout not in LAYOUTS:
+        raise DataError(f"write_release: unknown layout {layout!r}; use {', '.join(LAYOUTS)}")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    r, movies, tags = data.ratings, data.movies, data.tags
+    genres = [g if isinstance(g, list) else [] for g in movies["genres"]]
+    if layout == "100k":
+        names = sorted({g for gs in genres for g in gs})
+        _write_rows(folder / "u.data", r[["userId", "movieId", "rating", "timestamp"]], "\t")
+        flags = pd.DataFrame([[int(g in gs) for g in names] for gs in genres])
+        items = pd.concat([movies[["movieId", "title"]].reset_index(drop=True),
+                           pd.DataFrame({"date": "", "video": "", "url": ""}, index=flags.index),
+                           flags], axis=1)
+        _write_rows(folder / "u.item", items, "|", encoding="latin-1")
+        (folder / "u.genre").write_text("".join(f"{g}|{i}\n" for i, g in enumerate(names)))
+        return folder
+    joined = pd.DataFrame({"movieId": movies["movieId"].to_numpy(),
+                           "title": movies["title"].to_numpy(),
+                           "genres": ["|".join(g) or "(no genres listed)" for g in genres]})
+    if layout == "csv":
+        _write_rows(folder / "ratings.csv", r[["userId", "movieId", "rating", "timestamp"]],
+                    ",", header=True)
+        _write_rows(folder / "movies.csv", joined, ",", header=True)
+        if tags is not None and len(tags):
+            _write_rows(folder / "tags.csv", tags[["userId", "movieId", "tag", "timestamp"]],
+                        ",", header=True)
+        return folder
+    _write_rows(folder / "ratings.dat", r[["userId", "movieId", "rating", "timestamp"]], "::")
+    _write_rows(folder / "movies.dat", joined, "::", encoding="latin-1")
+    if tags is not None and len(tags):
+        _write_rows(folder / "tags.dat", tags[["userId", "movieId", "tag", "timestamp"]], "::")
+    return folder
+
+
+def _write_rows(path: Path, table: pd.DataFrame, sep: str, header: bool = False,
+                encoding: str = "utf-8") -> None:
+    """``table`` as text lines, ``sep`` between fields (pandas writes one-character
+    separators only, so ``::`` joins the fields here), a chunk of rows at a time."""
+    with open(path, "w", encoding=encoding, errors="replace", newline="\n") as handle:
+        if header:
+            handle.write(sep.join(map(str, table.columns)) + "\n")
+        for lo in range(0, len(table), _ROWS_PER_WRITE):
+            part = table.iloc[lo: lo + _ROWS_PER_WRITE]
+            if len(sep) == 1 and sep != "|":
+                part.to_csv(handle, sep=sep, header=False, index=False, lineterminator="\n")
+                continue
+            text = part.astype(str).agg(sep.join, axis=1)
+            handle.write("\n".join(text) + "\n")

@@ -20,10 +20,10 @@ from recommender.data import splits
 from recommender.data.preprocessing import IdEncoder
 from recommender.evaluation.protocol import Evaluation, settings_for
 from recommender.metrics import RELEVANT_RATING
-from recommender.models import MODELS, make_model
+from recommender.models import MODELS, make_model, model_class
 
-__all__ = ["RandomOrder", "item_cold_start", "user_cold_start", "cold_start_table",
-           "LIGHTFM_REFERENCE"]
+__all__ = ["RandomOrder", "Unrecommendable", "item_cold_start", "user_cold_start",
+           "cold_start_table", "LIGHTFM_REFERENCE"]
 
 # The item cold-start protocol's reference rows, measured on ml-latest-small with the split of
 # ``cold_start_table``'s defaults: LightFM with 64 components, 30 epochs, item
@@ -49,6 +49,21 @@ class RandomOrder:
         """Uniform scores, ``(users of history, len(movie_ids))``."""
         n_users = history["userId"].nunique()
         return self.rng.random((n_users, len(movie_ids))).astype(np.float32)
+
+
+class Unrecommendable:
+    """A model that scores every movie outside its training data ``-inf``
+    (``scores_new_movies`` False), as seen by the cold-movie protocol, where every candidate
+    is such a movie: its answer is known without fitting the model."""
+
+    folds_in = True
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def fold_in(self, history: pd.DataFrame, movie_ids) -> np.ndarray:
+        """``-inf`` for every movie, ``(users of history, len(movie_ids))``."""
+        return np.full((history["userId"].nunique(), len(movie_ids)), -np.inf, np.float32)
 
 
 def _rank_folded(model, history: pd.DataFrame, users: np.ndarray, movie_ids: np.ndarray,
@@ -173,7 +188,9 @@ def cold_start_table(names: Iterable[str] | None, ratings: pd.DataFrame,
     out with ``seed``, ``k`` of their ratings revealed for each ``k`` in ``reveal``
     (:func:`splits.reveal_ratings` with ``reveal_order`` and ``seed``). Each model is fitted
     once per protocol with ``movies`` and only the tags it may know
-    (:func:`splits.known_tags`). A model that cannot fold in gets a row saying so.
+    (:func:`splits.known_tags`). A model that cannot fold in gets a row saying so; one that
+    scores every movie outside train ``-inf`` (``scores_new_movies`` False) is not fitted for
+    the cold movies, whose row is then :class:`Unrecommendable`'s (``fit_seconds`` NaN).
 
     Args:
         names: registered model names (None: every registered model).
@@ -208,6 +225,12 @@ def cold_start_table(names: Iterable[str] | None, ratings: pd.DataFrame,
                          "skipped": "cannot score users outside its training data"})
             continue
         for protocol, train, test in protocols:
+            if protocol == "items" and name != "random" and \
+                    not model_class(name).scores_new_movies:
+                rows.append({"protocol": protocol, "revealed": np.nan, "model": name,
+                             **item_cold_start(Unrecommendable(name), train, test, k).metrics,
+                             "fit_seconds": np.nan, "skipped": ""})
+                continue
             fitted = _fitted(name, settings, seed, train, test, movies, tags)
             fit_seconds = fitted.meta["fit_seconds"] if name != "random" else 0.0
             if models is not None and name != "random":

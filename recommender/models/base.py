@@ -94,6 +94,9 @@ class Recommender(Encoded):
     name: ClassVar[str] = "base"
     predicts_ratings: ClassVar[bool] = False
     folds_in: ClassVar[bool] = False  # whether score_history serves users outside train
+    # False: a movie outside train scores -inf in score_history (the model cannot recommend
+    # it), so the cold-movie protocol knows the model's answer without fitting it.
+    scores_new_movies: ClassVar[bool] = True
     Settings: ClassVar[type[SettingsBase]] = NoSettings
     # Settings for MovieLens-25M-sized data (``benchmarks/scale.py`` runs every registered
     # model with them); ``None``: the model does not scale that far (docs/models/ says why).
@@ -183,13 +186,14 @@ class Recommender(Encoded):
         """
         return None
 
-    def _score_factors(self) -> tuple[np.ndarray, np.ndarray] | None:
-        """``(user_table, item_table)`` when every score is the product
-        ``user_table[u] @ item_table`` (float32; ``(n_users, d)`` and ``(d, n_items)``), else
-        ``None``.
+    def _score_factors(self, user_index: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """``(user_rows, item_table)`` when the scores of the users ``user_index`` are the
+        product ``user_rows @ item_table`` (float32; ``(len(user_index), d)`` and ``(d,
+        n_items)``; a score's order, not its value, is what must hold), else ``None``.
 
-        Models that score so (the factor models) return them, so that :meth:`top_k` scores
-        and selects batches on every core (:func:`recommender.topk.top_k_product`).
+        Models that score so (factor models, and models that score a user vector against
+        movie vectors) return them, so that :meth:`top_k` scores and selects batches on every
+        core (:func:`recommender.topk.top_k_product`), with no per-batch call into the model.
         """
         return None
 
@@ -209,7 +213,7 @@ class Recommender(Encoded):
         shared = self._shared_scores()
         if shared is not None:
             return top_k_shared(shared, user_index, k, exclude)
-        factors = self._score_factors()
+        factors = self._score_factors(user_index)
         if factors is not None:
             return top_k_product(*factors, user_index, k, exclude, progress=progress)
         return top_k(self.score, user_index, k, self.n_items, exclude, progress=progress)

@@ -307,9 +307,9 @@ class _Factorization(TowerModel):
         return np.where(known_u & known_i, out, fallback).astype(np.float32)
 
     def _score(self, user_index: np.ndarray) -> np.ndarray:
-        factors = self._score_factors()
+        factors = self._score_factors(user_index)
         if factors is not None:
-            return factors[0][user_index] @ factors[1]
+            return factors[0] @ factors[1]
         step = max(1, _PAIR_CELLS // self.n_items)
         items = np.arange(self.n_items)
         return np.concatenate([
@@ -317,12 +317,13 @@ class _Factorization(TowerModel):
             .reshape(len(chunk), self.n_items)
             for chunk in np.array_split(user_index, max(1, -(-len(user_index) // step)))])
 
-    def _score_factors(self) -> tuple[np.ndarray, np.ndarray] | None:
+    def _score_factors(self, user_index: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         """``[p_u, 1, offset + b_u]`` per user and ``[q_i; b_i; 1]`` per movie, so that one
         matrix product gives every output of a batch (no pass to add biases, no TensorFlow
         call per batch); ``None`` with an MLP head. Built once the model is fitted; while it
         trains, from the current variables at every call."""
-        return self._tables if self._tables is not None else self._factor_tables()
+        tables = self._tables if self._tables is not None else self._factor_tables()
+        return None if tables is None else (tables[0][user_index], tables[1])
 
     def _factor_tables(self) -> tuple[np.ndarray, np.ndarray] | None:
         m = self.module

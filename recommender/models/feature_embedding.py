@@ -59,7 +59,7 @@ from recommender.models.base import Context
 from recommender.models.neural import (MASKED_LOGIT, TargetSampler, dense_layers, flat_history,
                                        full_softmax_loss, mlp, mlp_numpy)
 from recommender.models.settings import TowerSettings
-from recommender.models.tower import TowerModel
+from recommender.models.tower import TowerModel, validation_users
 from recommender.models.training import History
 
 __all__ = ["FeatureEmbedding", "FeatureEmbeddingSettings", "Method", "density",
@@ -222,7 +222,7 @@ class FeatureEmbedding(TowerModel):
         part.eliminate_zeros()
         liked = (whole[:, held] >= metrics.RELEVANT_RATING).astype(np.float32).tocsr()
         liked.eliminate_zeros()
-        users = np.flatnonzero(np.diff(liked.indptr) > 0)
+        users = validation_users(np.flatnonzero(np.diff(liked.indptr) > 0), self.seed)
         return part, _ColdMovies(held, users, liked[users])
 
     def _train(self, part: sp.csr_matrix, held: _ColdMovies | None, epochs: int,
@@ -429,6 +429,18 @@ class FeatureEmbedding(TowerModel):
 
     def _score(self, user_index: np.ndarray) -> np.ndarray:
         return self._scores(self.seen[user_index], self.rows, self.settings.method)
+
+    def _score_factors(self, user_index: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """The network's logits over the train movies as one product, ``[g(U), s U, 1]``
+        against ``[h(E); b]`` (the score is their sigmoid, which keeps the order; train movies
+        all have an id bias, so no content term), or ``None`` for the density method."""
+        if self.settings.method != "network" or self.content_weight[self.rows].any():
+            return None
+        users = self.user_vectors(self.seen[user_index])
+        layers, scale = self.user_layers
+        rows = np.hstack([mlp_numpy(users, layers), scale * users,
+                          np.ones((len(users), 1))]).astype(np.float32)
+        return rows, np.ascontiguousarray(self.movie_out[self.rows].T, np.float32)
 
     def score_history(self, ratings: sp.csr_matrix, movie_ids=None,
                       user_ids: np.ndarray | None = None,

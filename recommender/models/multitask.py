@@ -41,7 +41,7 @@ from recommender.data.preprocessing import IdEncoder, Interactions, movie_featur
 from recommender.models.base import Context
 from recommender.models.neural import dense_layers, in_batch_softmax_loss, mlp, variable
 from recommender.models.settings import TowerSettings
-from recommender.models.tower import TowerModel, ratings_table
+from recommender.models.tower import TowerModel, ratings_table, validation_users
 from recommender.models.training import History
 
 __all__ = ["MultiTask", "MultiTaskSettings", "PRESETS"]
@@ -300,7 +300,9 @@ class MultiTask(TowerModel):
         liked = held[held["rating"] >= metrics.RELEVANT_RATING]
         if liked.empty:  # nothing to rank for: the slice can only judge ratings
             return {**out, "val_ndcg": 0.0}
-        users, rows = np.unique(liked["userId"].to_numpy(), return_inverse=True)
+        users = validation_users(np.unique(liked["userId"].to_numpy()), self.seed)
+        liked = liked[np.isin(liked["userId"].to_numpy(), users)]
+        rows = np.searchsorted(users, liked["userId"].to_numpy())
         relevant = sp.csr_matrix((np.ones(len(liked)), (rows, liked["movieId"])),
                                  shape=(len(users), self.n_items))
         recommended = topk.top_k(lambda b: self._two_stage(b, seen), users, 10, self.n_items,
@@ -332,6 +334,49 @@ class MultiTask(TowerModel):
 
     def _score(self, user_index: np.ndarray) -> np.ndarray:
         return self._two_stage(user_index, self.seen)
+
+    def _score_factors(self, user_index: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """The retrieval tower's product ``u . v`` (``rerank=0`` only: two-stage scores are
+        not a product; :meth:`top_k` takes their candidates from it)."""
+        if self.settings.rerank:
+            return None
+        return self._retrieval_tables(user_index)
+
+    def _retrieval_tables(self, user_index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        items = self.module.items().numpy()
+        return (self.module.users(np.asarray(user_index)).numpy(),
+                np.ascontiguousarray(items.T))
+
+    def top_k(self, user_index: np.ndarray, k: int = 10, exclude_seen: bool = True,
+              progress: bool = False) -> np.ndarray:
+        """:meth:`Recommender.top_k`; two-stage lists no longer than ``rerank`` take their
+        candidates from the retrieval tower's product on every core
+        (:func:`recommender.topk.top_k_product`), then the ranking head orders them, as
+        :meth:`score` does, without scoring the catalogue through the head's path."""
+        n = min(self.settings.rerank, self.n_items)
+        if not (exclude_seen and 0 < k <= n):
+            return super().top_k(user_index, k, exclude_seen, progress)
+        self._check_fitted()
+        user_index = np.asarray(user_index, np.int64)
+        rows, items = self._retrieval_tables(user_index)
+        candidates = topk.top_k_product(rows, items, user_index, n, self.seen,
+                                        progress=progress)
+        out = np.full((len(user_index), k), -1, np.int64)
+        full = (candidates >= 0).all(axis=1)  # users with fewer unseen movies: score path
+        if (~full).any():
+            out[~full] = super().top_k(user_index[~full], k, exclude_seen, progress)
+        picked, rows = candidates[full], rows[full]
+        for lo in range(0, len(picked), _PAIR_CELLS // n):
+            chunk, vectors = picked[lo: lo + _PAIR_CELLS // n], rows[lo: lo + _PAIR_CELLS // n]
+            users = np.repeat(user_index[full][lo: lo + len(chunk)], n)
+            rating = self._predict(users, chunk.ravel()).reshape(-1, n)
+            retrieval = np.einsum("ud,und->un", vectors, items.T[chunk])
+            mix = self.settings.rerank_mix
+            combined = (1 - mix) * _standardise(rating) + mix * _standardise(retrieval)
+            order = np.lexsort((chunk, -combined), axis=1)[:, :k]
+            out[np.flatnonzero(full)[lo: lo + len(chunk)]] = np.take_along_axis(chunk, order,
+                                                                               axis=1)
+        return out
 
     def _two_stage(self, user_index: np.ndarray, seen: sp.csr_matrix) -> np.ndarray:
         """Retrieval scores, with each user's ``rerank`` best unseen movies lifted above all

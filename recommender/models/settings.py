@@ -110,6 +110,8 @@ class TowerSettings(Settings):
                               "stop on (0: none, train every epoch)")
     refit: bool = Field(True, description="retrain on all of train for the best epoch count")
     progress: bool = Field(False, description="show a progress bar per epoch")
+    epoch_fraction: float = Field(1.0, gt=0, le=1, description="share of the training "
+                                  "examples an epoch draws afresh (1: every example)")
 
 
 def _is_sequence(cls: type[Settings], key: str) -> bool:

@@ -41,9 +41,10 @@ from recommender.models.settings import TowerSettings
 from recommender.models.tower import TowerModel
 from recommender.models.training import History
 
-__all__ = ["TagText", "TagTextSettings", "cosine_embedding_loss"]
+__all__ = ["TagText", "TagTextSettings", "cosine_embedding_loss", "movie_words"]
 
 _RATING_TOKENS = [f"<rating {r / 2:.1f}>" for r in range(1, 11)] + ["<rating none>"]
+_USER_BATCH = 8192  # users whose texts are made at once when every user is ranked
 
 
 class TagTextSettings(TowerSettings):
@@ -89,6 +90,19 @@ def cosine_embedding_loss(similarity, label, margin: float = 0.0) -> tf.Tensor:
     return tf.where(label > 0, 1.0 - similarity, tf.maximum(similarity - margin, 0.0))
 
 
+def movie_words(movies: pd.DataFrame) -> pd.DataFrame:
+    """A tags table made of what every release has, for releases without one: each movie
+    tagged by nobody (``userId`` -1) with its genres and the words of its title (the year
+    left out)."""
+    blank = pd.Series("", index=movies.index)
+    titles = movies.get("title", blank).fillna("").astype(str).str.replace(
+        r"\(\d{4}.*\)\s*$", "", regex=True)
+    genres = movies.get("genres", blank).map(lambda g: " ".join(g) if isinstance(g, list)
+                                             else "")
+    return pd.DataFrame({"userId": np.int32(-1), "movieId": movies["movieId"].to_numpy(),
+                         "tag": (genres + " " + titles).str.strip().to_numpy()})
+
+
 def _top_per_row(matrix: sp.csr_matrix, k: int) -> sp.csr_matrix:
     """Keep the ``k`` largest entries of each row (ties: lower column first)."""
     coo = matrix.tocoo()
@@ -111,9 +125,10 @@ class _Pairs(NamedTuple):
 class TagText(TowerModel):
     """Tag texts of users and movies, a text encoder, cosine embedding loss (MovieRecSys).
 
-    Needs the tags table (the movies table only with ``genres``). Movies known from the tags
-    or movies table at fit time are scored from their text even with no rating in train (their
-    rating token is ``<rating none>``). A user's own tags (from the tags table given at fit
+    Reads the tags table (the movies table only with ``genres``); a release without tags
+    (ml-100k, ml-1m) gives the movies' genre and title words instead (:func:`movie_words`).
+    Movies known from the tags or movies table at fit time are scored from their text even
+    with no rating in train (their rating token is ``<rating none>``). A user's own tags (from the tags table given at fit
     time) count on the movies of their history, matched by ``userId``: pass ``user_ids`` to
     :meth:`score_history` (:meth:`fold_in` does).
     """
@@ -126,9 +141,13 @@ class TagText(TowerModel):
 
     def _prepare(self, data: Interactions, context: Context) -> None:
         tags = context.tags
-        if tags is None or tags.empty:
-            raise DataError(f"{self.name}: needs the tags table: fit(train, tags=...), or "
-                            "--movies on the command line from a release folder with tags.csv")
+        if tags is None or tags.empty:  # releases without tags (ml-100k, ml-1m)
+            if context.movies is None:
+                raise DataError(f"{self.name}: needs the tags table or the movies table: "
+                                "fit(train, tags=..., movies=...), or --movies on the "
+                                "command line")
+            tags = movie_words(context.movies)
+            self.meta["text"] = "genre and title words (no tags table)"
         if self.settings.genres and context.movies is None:
             raise DataError(f"{self.name}: genres=True needs the movies table "
                             "(or genres=false)")
@@ -195,7 +214,10 @@ class TagText(TowerModel):
         liked = (history >= s.like).astype(np.float32)
         top = _top_per_row((liked @ to_catalogue @ self.movie_tags).tocsr(), s.top_tags)
         user, movie, token = self.applications
-        u = IdEncoder(np.asarray(user_ids)).encode(user, unknown="missing")
+        user_ids = np.asarray(user_ids)
+        order = np.argsort(user_ids, kind="stable")  # the rows need not come sorted by id
+        found = IdEncoder(user_ids[order]).encode(user, unknown="missing")
+        u = np.where(found >= 0, order[np.maximum(found, 0)], -1)
         mine = np.flatnonzero(u >= 0)
         # own tags count only on movies of the given history (the answer stays out)
         on_history = (watched @ to_catalogue).tocoo()
@@ -297,6 +319,18 @@ class TagText(TowerModel):
     def _score(self, user_index: np.ndarray) -> np.ndarray:
         return self._scores(self.ratings[user_index], self.users.ids[user_index],
                             self.catalogue.encode(self.items.ids))
+
+    def _score_factors(self, user_index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Unit text vectors of the users (made ``_USER_BATCH`` users at a time: a user's
+        text reads the tag words of every movie they liked) and of the train movies: a
+        score is their cosine, one product."""
+        users = np.empty((len(user_index), self.settings.dim), np.float32)
+        for lo in range(0, len(user_index), _USER_BATCH):
+            batch = user_index[lo: lo + _USER_BATCH]
+            users[lo: lo + len(batch)] = self._vectors(
+                self.user_text(self.ratings[batch], self.users.ids[batch]))
+        movies = self._vectors(self.movie_text[self.catalogue.encode(self.items.ids)])
+        return users, np.ascontiguousarray(movies.T)
 
     def _score_history(self, ratings, movie_ids, user_ids):
         """Scores over any movie with a text (train or not); other movies score ``-inf``."""

@@ -30,7 +30,7 @@ from recommender.models.settings import TowerSettings
 from recommender.models.training import History, TrainConfig, fit_loop, strategy
 
 __all__ = ["TowerModel", "TowerSettings", "holdout_matrix", "liked_rows", "ndcg_validation",
-           "named_variables", "ratings_table"]
+           "named_variables", "ratings_table", "validation_users", "VALIDATION_USERS"]
 
 
 class TowerModel(Recommender):
@@ -119,7 +119,7 @@ class TowerModel(Recommender):
         s = self.settings
         loop = TrainConfig(epochs=epochs, batch_size=s.batch_size,
                            learning_rate=s.learning_rate, patience=s.patience, seed=self.seed,
-                           progress=s.progress, **config)
+                           progress=s.progress, sample=s.epoch_fraction, **config)
         return fit_loop(module, loss_fn, examples, loop, validate=validate, batch_fn=batch_fn,
                         description=label or self.name, maximise=self.maximise,
                         on_epoch=on_epoch)
@@ -180,21 +180,33 @@ def holdout_matrix(ratings: sp.csr_matrix, fraction: float,
     return tuple(map(matrix, validation_split(frame, fraction, seed)))
 
 
-def liked_rows(validation: sp.csr_matrix) -> tuple[np.ndarray, sp.csr_matrix]:
-    """Users with a held-out movie rated >= 4, and their binary relevance rows."""
+VALIDATION_USERS = 10_000  # most users an epoch's validation ranks (a seeded sample past it)
+
+
+def validation_users(users: np.ndarray, seed: int) -> np.ndarray:
+    """``users`` (sorted), or a seeded sample of :data:`VALIDATION_USERS` of them: ranking
+    every validation user of MovieLens 25M after every epoch would cost more than the epoch."""
+    if len(users) <= VALIDATION_USERS:
+        return users
+    return np.sort(np.random.default_rng(seed).choice(users, VALIDATION_USERS, replace=False))
+
+
+def liked_rows(validation: sp.csr_matrix, seed: int = 0) -> tuple[np.ndarray, sp.csr_matrix]:
+    """Users with a held-out movie rated >= 4 (at most :data:`VALIDATION_USERS`, see
+    :func:`validation_users`), and their binary relevance rows."""
     liked = validation.multiply(validation >= metrics.RELEVANT_RATING).tocsr()
     liked.eliminate_zeros()
-    users = np.flatnonzero(np.diff(liked.indptr) > 0)
+    users = validation_users(np.flatnonzero(np.diff(liked.indptr) > 0), seed)
     relevant = liked[users]
     relevant.data[:] = 1.0
     return users, relevant
 
 
 def ndcg_validation(score: Callable[[np.ndarray], np.ndarray], history: sp.csr_matrix,
-                    held: sp.csr_matrix) -> Callable[[], float]:
+                    held: sp.csr_matrix, seed: int = 0) -> Callable[[], float]:
     """A validation callback: mean NDCG@10 of the held-out liked movies, ranked by
     ``score(user indices)`` among the movies each user has not in ``history``."""
-    users, relevant = liked_rows(held)
+    users, relevant = liked_rows(held, seed)
 
     def validate() -> float:
         recommended = topk.top_k(score, users, 10, history.shape[1], exclude=history)

@@ -21,7 +21,7 @@ import math
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -49,6 +49,7 @@ class TrainConfig:
     jit_compile: bool = True
     seed: int = 0
     progress: bool = True
+    sample: float = 1.0  # share of the examples an epoch draws afresh (1: every example)
 
 
 @dataclass
@@ -150,8 +151,11 @@ def fit_loop(module: tf.Module, loss_fn: LossFn, data: dict[str, np.ndarray],
     if n == 0:
         raise ValueError("fit_loop: no training examples")
     batch_size = min(config.batch_size, n)
+    # An epoch of ``sample`` < 1 is the first rows of that epoch's permutation: a fresh
+    # subset every epoch (for data too large to pass over whole between validations).
+    per_epoch = n if config.sample >= 1 else max(batch_size, int(round(config.sample * n)))
     step = _training_step(module, loss_fn, config, batch_size)
-    run_epoch = _epoch_runner(step, data, n // batch_size, batch_size, batch_fn, rng)
+    run_epoch = _epoch_runner(step, data, per_epoch // batch_size, batch_size, batch_fn, rng)
     # Row indices in int32 where they fit: the same permutation (the same shuffle of the same
     # draws) in half the memory, 200 MB less at MovieLens-25M scale with its tensor copy.
     indices = np.arange(n, dtype=np.int32 if n < 2**31 else np.int64)
@@ -165,9 +169,9 @@ def fit_loop(module: tf.Module, loss_fn: LossFn, data: dict[str, np.ndarray],
                        leave=False)
     for epoch in bar:
         epoch_start = time.perf_counter()
-        total = run_epoch(rng.permutation(indices))
+        total = run_epoch(rng.permutation(indices)[:per_epoch])
         train_seconds = time.perf_counter() - epoch_start
-        steps = n // batch_size
+        steps = per_epoch // batch_size
         history.examples_seen += steps * batch_size
         loss = total / max(steps, 1)
         if not math.isfinite(loss):
@@ -201,6 +205,48 @@ def fit_loop(module: tf.Module, loss_fn: LossFn, data: dict[str, np.ndarray],
     return history
 
 
+_PREFETCH = 2  # batches made ahead of the step that takes them
+
+
+def _ahead(items: Iterator, depth: int) -> Iterator:
+    """``items`` in order, up to ``depth`` of them made ahead on one worker thread."""
+    if depth <= 0:
+        yield from items
+        return
+    import queue
+    import threading
+
+    done = object()
+    made: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        made.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            made.put(done)
+        except BaseException as exc:  # raised again in the consumer
+            made.put(exc)
+
+    worker = threading.Thread(target=produce, name="batches", daemon=True)
+    worker.start()
+    try:
+        while (item := made.get()) is not done:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        worker.join()
+
+
 def _training_step(module: tf.Module, loss_fn: LossFn, config: TrainConfig,
                    batch_size: int) -> Callable:
     """One optimiser step on a global batch, compiled, on every replica of the strategy."""
@@ -217,22 +263,25 @@ def _training_step(module: tf.Module, loss_fn: LossFn, config: TrainConfig,
             loss += reg / replicas
         return loss, tape.gradient(loss, variables)
 
+    # No Python control flow depends on a tensor in a step, so autograph has nothing to
+    # convert: without it a trace takes up to a second less (the same graph).
     if replicas == 1:  # one XLA program per step, update included
-        @tf.function(jit_compile=config.jit_compile, reduce_retracing=True)
+        @tf.function(jit_compile=config.jit_compile, reduce_retracing=True, autograph=False)
         def replica_step(batch):
             loss, grads = gradients(batch)
             optimizer.apply_gradients(zip(grads, variables))
             return loss
     else:  # XLA has no collectives on CPU: the all-reduce and the update run outside it
-        compiled = tf.function(gradients, jit_compile=config.jit_compile, reduce_retracing=True)
+        compiled = tf.function(gradients, jit_compile=config.jit_compile, reduce_retracing=True,
+                               autograph=False)
 
-        @tf.function(reduce_retracing=True)
+        @tf.function(reduce_retracing=True, autograph=False)
         def replica_step(batch):
             loss, grads = compiled(batch)
             optimizer.apply_gradients(zip(grads, variables))
             return loss
 
-    @tf.function(reduce_retracing=True)
+    @tf.function(reduce_retracing=True, autograph=False)
     def step(batch):
         losses = strat.run(replica_step, args=(batch,))
         return strat.reduce(tf.distribute.ReduceOp.SUM, losses, axis=None)
@@ -248,14 +297,21 @@ def _epoch_runner(step: Callable, data: dict[str, np.ndarray], n_steps: int, bat
     strat = strategy()
     replicas = strat.num_replicas_in_sync
 
-    def python_epoch(order: np.ndarray) -> float:
-        """One epoch batch by batch from Python: for ``batch_fn`` and for several replicas."""
-        total = 0.0
+    def batches(order: np.ndarray) -> Iterator[dict]:
         for lo in range(0, n_steps * batch_size, batch_size):
             rows = order[lo: lo + batch_size]
             batch = {k: v[rows] for k, v in data.items()}
-            if batch_fn is not None:
-                batch = batch_fn(batch, rng)
+            yield batch if batch_fn is None else batch_fn(batch, rng)
+
+    def python_epoch(order: np.ndarray) -> float:
+        """One epoch batch by batch from Python: for ``batch_fn`` and for several replicas.
+
+        The next batches are made on a thread while a step runs (``batch_fn`` is numpy work,
+        which at MovieLens-25M scale took as long as a step): the same batches, in the same
+        order, from the same draws of ``rng``.
+        """
+        total = 0.0
+        for batch in _ahead(batches(order), _PREFETCH if batch_fn is not None else 0):
             tensors = {k: tf.convert_to_tensor(v) for k, v in batch.items()}
             if replicas > 1:
                 tensors = strat.experimental_distribute_values_from_function(
@@ -271,13 +327,14 @@ def _epoch_runner(step: Callable, data: dict[str, np.ndarray], n_steps: int, bat
     # a fifth of an epoch at MovieLens-25M scale; same batches, same steps.
     tensors = {k: tf.convert_to_tensor(v) for k, v in data.items()}
 
-    @tf.function
+    @tf.function(autograph=False)
     def graph_epoch(order: tf.Tensor) -> tf.Tensor:
-        total = tf.constant(0.0, tf.float64)
-        for s in tf.range(n_steps):
+        def one_step(s: tf.Tensor, total: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
             rows = order[s * batch_size: (s + 1) * batch_size]
             batch = {k: tf.gather(t, rows) for k, t in tensors.items()}
-            total += tf.cast(step(batch), tf.float64)
-        return total
+            return s + 1, total + tf.cast(step(batch), tf.float64)
+
+        return tf.while_loop(lambda s, _: s < n_steps, one_step,
+                             (tf.constant(0), tf.constant(0.0, tf.float64)))[1]
 
     return lambda order: float(graph_epoch(tf.constant(order)))

@@ -13,6 +13,7 @@ Kernels talk over local (IPC) sockets, not unencrypted TCP, and run with progres
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import os
 import re
@@ -67,15 +68,23 @@ def _failure_message(name: str, exc: BaseException) -> str:
 
 def _kernel_manager_class(sockets: Path, started: list):
     """A kernel manager class for papermill: IPC sockets under ``sockets``, the run's
-    environment, and every started manager recorded in ``started`` (to stop it on Ctrl-C)."""
+    environment (XLA's compilation cache under ``sockets`` too), and every started manager
+    recorded in ``started`` (to stop it on Ctrl-C)."""
     from jupyter_client.manager import AsyncKernelManager
 
     class RunKernel(AsyncKernelManager):
         def __init__(self, **kwargs):
-            super().__init__(transport="ipc", ip=str(sockets / f"k{len(started)}"), **kwargs)
+            # a name of its own while other notebooks of the run start kernels beside it
+            super().__init__(transport="ipc", ip=str(sockets / f"k{id(self):x}"), **kwargs)
 
         async def start_kernel(self, **kwargs):
             kwargs["env"] = {**os.environ, **kwargs.get("env", {}), **KERNEL_ENV}
+            # XLA programs compiled by one fit are reused by the next with the same shapes
+            # (a refit, the same model in another notebook) for the rest of the run
+            (sockets / "xla").mkdir(exist_ok=True)
+            kwargs["env"]["TF_XLA_FLAGS"] = " ".join(filter(None, [
+                kwargs["env"].get("TF_XLA_FLAGS"),
+                f"--tf_xla_persistent_cache_directory={sockets / 'xla'}"]))
             # The kernel's own log says only that shutdown interrupted it ("KeyboardInterrupt
             # caught in kernel"); cell errors reach the notebook and the run's message.
             kwargs["extra_arguments"] = [*kwargs.get("extra_arguments", []),
@@ -95,12 +104,13 @@ def _kill(managers: list) -> None:
             process.kill()
 
 
-def _execute(path: Path, executed: Path, cwd: Path, params: dict, sockets: Path) -> None:
+def _execute(path: Path, executed: Path, cwd: Path, params: dict, sockets: Path,
+             started: list) -> None:
     """Execute one notebook with papermill in a worker thread, so that the main thread keeps
-    Ctrl-C and SIGTERM (and nbclient installs no handlers that would swallow them)."""
+    Ctrl-C and SIGTERM (and nbclient installs no handlers that would swallow them); its kernel
+    manager is added to ``started``."""
     import papermill as pm
 
-    started: list = []
     outcome: dict = {}
 
     def work() -> None:
@@ -173,7 +183,8 @@ def _shown_path(path: str | None, cwd: Path) -> str:
 def run_notebooks(dataset: str = "ml-latest-small", data_dir: str | None = None,
                   split_dir: str | None = None, quick: bool = False, seed: int = 0,
                   reports_dir: Path = REPORTS_DIR, only: list[str] | None = None,
-                  progress: bool = True, notebooks_dir: Path = NOTEBOOKS_DIR) -> RunResult:
+                  progress: bool = True, notebooks_dir: Path = NOTEBOOKS_DIR,
+                  jobs: int = 1) -> RunResult:
     """Execute the notebooks in order, export each to HTML, write ``reports/index.html``.
 
     Args:
@@ -188,6 +199,8 @@ def run_notebooks(dataset: str = "ml-latest-small", data_dir: str | None = None,
         only: run only the notebooks whose names start with one of these prefixes.
         progress: print one line per notebook.
         notebooks_dir: the folder of numbered notebooks to run.
+        jobs: notebooks run at once (see :func:`_run_all`); on 2 cores 2 keep both busy while
+            one notebook is in single-threaded work (pandas, plots, a kernel starting).
 
     Raises:
         NotebookFailed: naming the notebook and the cell; ``reports_dir`` is left untouched and
@@ -201,14 +214,13 @@ def run_notebooks(dataset: str = "ml-latest-small", data_dir: str | None = None,
     reports_dir = Path(reports_dir)
     reports_dir.mkdir(parents=True, exist_ok=True)
     _remove_abandoned_staging(reports_dir)
-    done: list[dict] = []
     start = time.perf_counter()
     with _staging(reports_dir) as (cwd, staged, sockets), _stop_on_signals():
         params = {"dataset": dataset, "data_dir": _shown_path(data_dir, cwd),
                   "split_dir": _shown_path(split_dir, cwd), "quick": bool(quick),
                   "seed": int(seed)}
-        for path in paths:
-            done.append(_run_one(path, staged, cwd, params, sockets, reports_dir, progress))
+        done = _run_all(paths, jobs, lambda path, started: _run_one(
+            path, staged, cwd, params, sockets, reports_dir, progress, started))
         total = time.perf_counter() - start
         _publish(staged, reports_dir)
     _write_index(reports_dir, done, dataset, split_dir, seed, quick, total)
@@ -238,8 +250,41 @@ def _staging(reports_dir: Path):
         shutil.rmtree(sockets, ignore_errors=True)
 
 
+def _run_all(paths: list[Path], jobs: int, run_one) -> list[dict]:
+    """``run_one(path, started)`` for every notebook, in order, up to ``jobs`` at once; the
+    last notebook (the comparison, which loads the models the others saved) starts when all
+    the others are done. A notebook whose saved model is not there yet (artifacts are written
+    atomically) fits it again: the same results, some time lost. The first failure or Ctrl-C
+    stops every kernel of the run."""
+    started: list = []
+    if jobs <= 1 or len(paths) <= 2:
+        return [run_one(path, started) for path in paths]
+    pool = concurrent.futures.ThreadPoolExecutor(jobs, thread_name_prefix="notebook")
+    futures: list[concurrent.futures.Future] = []
+    try:
+        futures = [pool.submit(run_one, path, started) for path in paths[:-1]]
+        results = [_result(f) for f in futures]
+        return [*results, _result(pool.submit(run_one, paths[-1], started))]
+    except BaseException:
+        for future in futures:
+            future.cancel()
+        _kill(started)
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _result(future: concurrent.futures.Future):
+    """``future``'s result, waited for in short steps so that Ctrl-C reaches the main thread."""
+    while True:
+        try:
+            return future.result(timeout=0.2)
+        except concurrent.futures.TimeoutError:
+            continue
+
+
 def _run_one(path: Path, staged: Path, cwd: Path, params: dict, sockets: Path,
-             reports_dir: Path, progress: bool) -> dict:
+             reports_dir: Path, progress: bool, started: list) -> dict:
     """Execute one notebook into the staging folder and export it to HTML.
 
     Raises:
@@ -250,7 +295,7 @@ def _run_one(path: Path, staged: Path, cwd: Path, params: dict, sockets: Path,
     if progress:
         print(f"running {path.name} ...", file=sys.stderr, flush=True)
     try:
-        _execute(path, executed, cwd, params, sockets)
+        _execute(path, executed, cwd, params, sockets, started)
     except Exception as exc:
         failed = reports_dir / "failed"
         failed.mkdir(exist_ok=True)
@@ -260,7 +305,7 @@ def _run_one(path: Path, staged: Path, cwd: Path, params: dict, sockets: Path,
     export_html(executed, staged / f"{path.stem}.html")
     seconds = time.perf_counter() - start
     if progress:
-        print(f"  done in {seconds:.1f} s", file=sys.stderr, flush=True)
+        print(f"  {path.name} done in {seconds:.1f} s", file=sys.stderr, flush=True)
     return {"name": path.name, "html": f"{path.stem}.html", "seconds": seconds}
 
 

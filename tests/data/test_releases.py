@@ -219,3 +219,19 @@ def test_release_with_ids_beyond_int32_is_refused_not_wrapped(tmp_path):
     folder = _write(tmp_path, files, False, "ml-odd")
     with pytest.raises(DataError, match=r"ratings\.csv: userId 3000000000 does not fit"):
         load_movielens(folder)
+
+
+def test_read_ratings_gives_what_the_checked_text_path_gives(tmp_path):
+    # valid files are parsed as numbers at once; the result is the one the text path (which
+    # names the line and column of a problem) gives, dtypes included
+    from recommender.data.validation import validate_ratings
+
+    rng = np.random.default_rng(0)
+    n = 2000
+    frame = pd.DataFrame({"userId": rng.permutation(n) + 1, "movieId": rng.integers(1, 90, n),
+                          "rating": rng.integers(1, 11, n) / 2,
+                          "timestamp": rng.integers(0, 2**40, n)})
+    path = tmp_path / "mine.csv"
+    frame.to_csv(path, index=False)
+    as_text = pd.read_csv(path, dtype=str, keep_default_na=False)
+    pd.testing.assert_frame_equal(read_ratings(path), validate_ratings(as_text, str(path)))

@@ -81,3 +81,23 @@ def test_planted_clusters_never_mix():
     assert movies.set_index("movieId").loc[ratings["movieId"], "genres"].map(len).eq(1).all()
     with pytest.raises(ValueError, match="per_user"):
         planted_clusters(movies_per_cluster=5, per_user=6)
+
+
+@pytest.mark.parametrize("layout", ["csv", "dat", "100k"])
+def test_a_written_release_reads_back_in_its_own_layout(tmp_path, layout):
+    from recommender.data import load_movielens
+    from recommender.data.synthetic import write_release
+
+    data = make_synthetic(n_users=40, n_movies=60, n_ratings=800, seed=2)
+    folder = write_release(data, tmp_path / f"ml-synthetic-{layout}", layout)
+    back = load_movielens(folder)
+    assert back.layout == layout
+    pd.testing.assert_frame_equal(back.ratings, data.ratings)
+    order = sorted if layout == "100k" else list  # u.item has a flag per genre, no order
+    assert [order(g) for g in back.movies["genres"]] == [order(g) for g in data.movies["genres"]]
+    assert back.movies["year"].tolist() == data.movies["year"].tolist()
+    if layout == "100k":  # as ml-100k: no tags
+        assert back.tags is None
+    else:
+        assert back.tags[["userId", "movieId", "tag"]].values.tolist() == \
+            data.tags[["userId", "movieId", "tag"]].values.tolist()

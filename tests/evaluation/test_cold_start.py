@@ -12,6 +12,7 @@ from recommender.core.errors import DataError
 from recommender.evaluation import RandomOrder, cold_start_table, item_cold_start, \
     user_cold_start
 from recommender.metrics import roc_auc
+from recommender.models import make_model
 
 
 def test_item_split_is_the_reference_draw_and_leaks_nothing(synthetic_small):
@@ -130,3 +131,17 @@ def test_reference_draw_on_ml_latest_small(shared_data):
     result = item_cold_start(RandomOrder(0), train, test)
     assert result.metrics["users"] == 651 and result.metrics["candidates"] == 1813
     assert 0.45 < result.metrics["auc"] < 0.55
+
+
+def test_cold_movies_row_of_an_unfitted_catalogue_model_is_the_fitted_models(synthetic_small):
+    # EASE scores every movie outside train -inf: the table takes its cold-movie row from
+    # Unrecommendable, without a fit, and it is the row the fitted model gives
+    data = synthetic_small
+    table = cold_start_table(["ease"], data.ratings, data.movies, reveal=(1,),
+                             test_fraction=0.2, seed=0, random_row=False)
+    row = table[table["protocol"] == "items"].iloc[0]
+    assert np.isnan(row["fit_seconds"])
+    train, test = splits.cold_start_split(data.ratings, "movie", 0.2, 0)
+    fitted = item_cold_start(make_model("ease", seed=0).fit(train), train, test).metrics
+    for key in ("ndcg@10", "recall@10", "precision@10", "hr@10", "auc", "users", "candidates"):
+        assert row[key] == fitted[key], key

@@ -57,6 +57,37 @@ def test_ease_weights_are_the_closed_form(n_users):
     np.testing.assert_allclose(ease_weights(x, 50.0), expected, atol=1e-5)
 
 
+@pytest.mark.parametrize("name", ["ease", "ease-rated"])
+def test_low_rank_ease_at_full_rank_is_exact_ease(name, split):
+    # rank >= rank(X): the same item-item weights, the same scores and lists as the closed form
+    train, _ = split
+    exact = make_model(name).fit(train)
+    full = make_model(name, rank=1000).fit(train)  # cut to the 300 users: every singular pair
+    users = np.arange(len(exact.users))
+    np.testing.assert_allclose(full.score(users), exact.score(users), rtol=1e-3, atol=2e-4)
+    np.testing.assert_allclose(full._weights(np.arange(40), np.arange(60)),
+                               exact.B[:40, :60], atol=2e-4)
+    agree = (full.top_k(users, 10) == exact.top_k(users, 10)).mean()
+    assert agree > 0.97  # near-ties in float32 may swap
+    row = exact.inputs[:1]
+    assert full.explain(row, np.arange(50)).tolist() == exact.explain(row, np.arange(50)).tolist()
+
+
+def test_low_rank_ease_ranks_by_its_scores_and_stays_near_exact(split):
+    # a rank below the data's keeps most of exact EASE's NDCG; its top-k path (one product)
+    # lists what its scores rank first
+    train, test = split
+    exact = fit_and_evaluate("ease", train, test)[1].metrics["ndcg@10"]
+    model, result = fit_and_evaluate("ease", train, test, rank=64)
+    assert result.metrics["ndcg@10"] > exact - 0.03
+    users = np.arange(len(model.users))
+    scores = model.score(users)
+    scores[model.seen[users].toarray() > 0] = -np.inf
+    listed = model.top_k(users, 10)
+    np.testing.assert_allclose(np.take_along_axis(scores, listed, axis=1),
+                               -np.sort(-scores, axis=1)[:, :10], rtol=1e-4, atol=1e-5)
+
+
 def test_ease_inputs_weight_ratings_around_the_user_mean():
     ratings = sp.csr_matrix(np.array([[5.0, 3.0, 0.0], [0.0, 1.0, 1.0]], np.float32))
     assert ease_inputs(ratings).toarray().tolist() == [[1, 1, 0], [0, 1, 1]]
@@ -65,11 +96,12 @@ def test_ease_inputs_weight_ratings_around_the_user_mean():
     assert ease_inputs(ratings, rating_weight=10.0).data.min() == pytest.approx(0.05)
 
 
-@pytest.mark.parametrize("name", ["baseline", "popularity", "ease", "ease-rated"])
-def test_fold_in_of_a_train_user_matches_their_own_scores(name, split):
+@pytest.mark.parametrize("name, settings", [("baseline", {}), ("popularity", {}), ("ease", {}),
+                                            ("ease-rated", {}), ("ease", {"rank": 32})])
+def test_fold_in_of_a_train_user_matches_their_own_scores(name, settings, split):
     """Folding a train user's own ratings back in gives the scores the model has for them."""
     train, _ = split
-    model = make_model(name).fit(train)
+    model = make_model(name, **settings).fit(train)
     user = int(train["userId"].iloc[0])
     history = train[train["userId"] == user]
     folded = model.fold_in(history)

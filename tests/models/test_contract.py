@@ -123,6 +123,18 @@ def test_top_k_ranks_every_unrated_movie_by_score(fitted):
         assert (np.diff(along) <= 1e-5 * max(1.0, np.abs(along).max())).all()  # best first
 
 
+def test_top_k_lists_the_ten_best_by_score_as_brute_force_does(fitted):
+    # the fast paths (one product, one sort, the multitask candidates) against a brute force
+    # over score(): the listed movies' scores are the ten best unrated ones, best first
+    users = np.arange(len(fitted.users))
+    listed = fitted.top_k(users, k=10)
+    scores = fitted.score(users).astype(np.float64)
+    scores[fitted.seen[users].toarray() > 0] = -np.inf
+    best = -np.sort(-scores, axis=1)[:, :10]
+    got = np.take_along_axis(scores, np.maximum(listed, 0), axis=1)
+    np.testing.assert_allclose(got, best, rtol=1e-5, atol=1e-6)
+
+
 def test_recommend_lists_the_top_k_with_titles_and_refuses_unknown_users(fitted, data):
     user = int(fitted.users.ids[3])
     listed = fitted.recommend(user, k=10, movies=data.movies)
@@ -148,6 +160,15 @@ def test_save_then_load_gives_identical_answers(name, fitted, data, newcomer, tm
         np.testing.assert_array_equal(loaded.predict(*pairs), fitted.predict(*pairs))
     if fitted.folds_in:
         np.testing.assert_array_equal(loaded.fold_in(newcomer), fitted.fold_in(newcomer))
+
+
+def test_movies_outside_train_score_minus_inf_where_the_model_says_so(fitted, newcomer, data):
+    # the cold-movie protocol does not fit such a model: it relies on this answer
+    if fitted.scores_new_movies or not fitted.folds_in:
+        pytest.skip(f"{fitted.name} scores movies outside train (or does not fold in)")
+    outside = np.setdiff1d(data.movies["movieId"], fitted.items.ids)[:5]
+    unknown = np.r_[outside, data.movies["movieId"].max() + np.arange(1, 4)]
+    assert np.isneginf(fitted.fold_in(newcomer, unknown)).all()
 
 
 def test_fold_in_scores_a_new_user_where_the_model_says_it_can(fitted, newcomer):

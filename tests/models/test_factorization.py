@@ -63,7 +63,7 @@ def test_top_k_scores_the_factor_product_on_worker_threads_same_as_batch_scoring
     users = np.arange(len(regression.users))
     by_batches = topk.top_k(regression.score, users, 10, regression.n_items,
                                regression.seen, batch_size=7)
-    assert regression._score_factors() is not None
+    assert regression._score_factors(np.arange(3)) is not None
     assert regression.top_k(users, 10).tolist() == by_batches.tolist()
 
 

@@ -4,6 +4,7 @@ own tags, the genre tokens' table (the contract suite covers the rest)."""
 import numpy as np
 import pytest
 
+from recommender.core.errors import DataError
 from recommender.data.preprocessing import Interactions
 from recommender.data.splits import per_user_split
 from recommender.models import make_model
@@ -96,3 +97,15 @@ def test_own_tags_count_through_the_user_ids(fitted):
 def test_genre_tokens_need_the_movies_table(synthetic_small):
     with pytest.raises(ValueError, match="genres=True needs the movies table"):
         make_model("tag-text", **FAST).fit(synthetic_small.ratings, tags=synthetic_small.tags)
+
+
+def test_a_release_without_tags_gives_genre_and_title_words(synthetic_small):
+    # ml-100k and ml-1m have no tags table: the movies' own words make the texts
+    data = synthetic_small
+    model = make_model("tag-text", **FAST).fit(data.ratings, movies=data.movies)
+    assert model.meta["text"].startswith("genre and title words")
+    assert {"drama", "comedy", "synthetic"} <= set(model.vocabulary)
+    scores = model.score(np.arange(5))
+    assert np.isfinite(scores).all() and scores.std() > 0
+    with pytest.raises(DataError, match="needs the tags table or the movies table"):
+        make_model("tag-text", **FAST).fit(data.ratings)

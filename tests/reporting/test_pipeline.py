@@ -230,3 +230,44 @@ def test_a_run_prints_no_kernel_warning_and_no_start_up_log(tmp_path, capfd):
     assert not [noise for noise in (*NOISE, "KeyboardInterrupt caught") if noise in err], err
     page = (tmp_path / "reports" / "01_tf.html").read_text()
     assert not [noise for noise in NOISE if noise in page]
+
+
+def test_two_jobs_run_notebooks_side_by_side_and_the_comparison_after_them(tmp_path):
+    # 01 and 02 each wait (up to a minute) for the other to have started: only side by side
+    # do both finish; 03 finds what both wrote, so it started after them
+    notebooks, reports, marks = tmp_path / "notebooks", tmp_path / "reports", tmp_path / "marks"
+    notebooks.mkdir()
+    marks.mkdir()
+    for mine, other in (("01", "02"), ("02", "01")):
+        _write_notebook(notebooks / f"{mine}_side.ipynb",
+                        "import pathlib, time\n"
+                        f"marks = pathlib.Path({str(marks)!r})\n"
+                        f"(marks / 'started-{mine}').touch()\n"
+                        "deadline = time.monotonic() + 60\n"
+                        f"while not (marks / 'started-{other}').exists():\n"
+                        "    assert time.monotonic() < deadline, 'ran alone'\n"
+                        "    time.sleep(0.1)\n"
+                        f"(marks / 'done-{mine}').touch()")
+    _write_notebook(notebooks / "03_last.ipynb",
+                    f"import pathlib\nmarks = pathlib.Path({str(marks)!r})\n"
+                    "assert (marks / 'done-01').exists() and (marks / 'done-02').exists()")
+    result = run_notebooks(dataset="synthetic", reports_dir=reports, notebooks_dir=notebooks,
+                           progress=False, jobs=2)
+    assert [n["name"] for n in result.notebooks] == ["01_side.ipynb", "02_side.ipynb",
+                                                     "03_last.ipynb"]
+    assert all((reports / f"{n}.html").is_file() for n in ("01_side", "02_side", "03_last"))
+
+
+def test_with_two_jobs_a_failure_stops_the_run_and_keeps_the_last_reports(tmp_path):
+    notebooks, reports = tmp_path / "notebooks", tmp_path / "reports"
+    notebooks.mkdir()
+    _write_notebook(notebooks / "01_fail.ipynb", "raise ValueError('boom')")
+    _write_notebook(notebooks / "02_slow.ipynb", "import time\ntime.sleep(60)")
+    _write_notebook(notebooks / "03_last.ipynb", "x = 1")
+    start = time.monotonic()
+    with pytest.raises(NotebookFailed, match=r"notebook 01_fail\.ipynb failed"):
+        run_notebooks(dataset="synthetic", reports_dir=reports, notebooks_dir=notebooks,
+                      progress=False, jobs=2)
+    assert time.monotonic() - start < 45  # 02's kernel was stopped, not waited for
+    assert not (reports / "index.html").exists()
+    assert not list(reports.glob(".staging-*"))

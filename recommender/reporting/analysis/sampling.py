@@ -216,7 +216,8 @@ def side_by_side(train: pd.DataFrame, test: pd.DataFrame, specs: dict[str, tuple
                  movies: pd.DataFrame | None = None, seed: int = 0,
                  columns: Iterable[str] = ("precision@10", "recall@10", "ndcg@10", "map@10",
                                            "hr@10", "coverage@10", "top1pct_share",
-                                           "fit_seconds")) -> pd.DataFrame:
+                                           "fit_seconds"),
+                 cache_dir: str | None = None) -> pd.DataFrame:
     """Fit and evaluate several models on the same split with the benchmark protocol.
 
     Args:
@@ -227,12 +228,16 @@ def side_by_side(train: pd.DataFrame, test: pd.DataFrame, specs: dict[str, tuple
         seed: model seed.
         columns: metrics to keep (``top1pct_share``: share of recommendation slots taken by
             the 1% most rated movies, the popularity-bias measure).
+        cache_dir: models under their shipped settings (``{}``) are reused from it and saved
+            to it (:func:`recommender.evaluation.fit_and_evaluate`); variants are fitted
+            afresh, since they would take the model's one place there.
 
     Returns:
         One row per label: ``model`` and ``columns``.
     """
     rows = []
     for label, (name, settings) in specs.items():
-        _, result = fit_and_evaluate(name, train, test, movies=movies, seed=seed, **settings)
+        _, result = fit_and_evaluate(name, train, test, movies=movies, seed=seed,
+                                     cache_dir=None if settings else cache_dir, **settings)
         rows.append({"model": label, **{c: result.metrics.get(c) for c in columns}})
     return pd.DataFrame(rows)
