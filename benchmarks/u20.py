@@ -8,7 +8,9 @@ Usage: ``python benchmarks/u20.py [--models ease softmax] [--json u20.json]``
 
 ``--seeds 0 1 2`` instead fits the headline models (or ``--models``) once per seed and writes
 their mean and standard deviation to ``reports/benchmarks/u20_seeds.json``, which the index,
-notebook 07 and the README read, so a reader sees how much a seed moves each figure.
+notebook 07 and the README read, so a reader sees how much a seed moves each figure. Models
+measured before on the same split and seeds stay in the file, so ``--models NAME`` adds or
+updates one row.
 """
 
 from __future__ import annotations
@@ -24,13 +26,13 @@ from recommender.evaluation import fit_and_evaluate
 from recommender.core.config import REPORTS_DIR
 from recommender.core.files import atomic_write_text
 from recommender.models import MODELS
-from recommender.reporting.records import SEED_SPREAD
+from recommender.reporting.records import SEED_SPREAD, read_seed_spread
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 COLUMNS = ("rmse", "mae", "precision@10", "recall@10", "ndcg@10", "map@10", "hr@10",
            "coverage@10", "fit_seconds")
 HEADLINE = ("baseline", "popularity", "ease", "ease-rated", "regression", "regression-hybrid",
-            "softmax", "softmax-dnn", "multitask", "feature-embedding")
+            "softmax", "softmax-dnn", "multitask", "feature-embedding", "bpmf", "blend")
 SPREAD = (*COLUMNS, "top1pct_share")
 
 
@@ -63,10 +65,12 @@ def main() -> None:
     data = load_movielens(args.movies)
     if args.seeds:
         names = args.models or list(HEADLINE)
-        spread = {"dataset": args.movies.name, "split": f"files: {args.split.name}",
-                  "seeds": args.seeds, "date": date.today().isoformat(),
-                  "models": seed_spread(names, args.seeds, train, test, data.movies,
-                                        data.tags)}
+        split = f"files: {args.split.name}"
+        before = read_seed_spread(REPORTS_DIR, split=split, dataset=args.movies.name)
+        models = before["models"] if before and before["seeds"] == args.seeds else {}
+        models.update(seed_spread(names, args.seeds, train, test, data.movies, data.tags))
+        spread = {"dataset": args.movies.name, "split": split, "seeds": args.seeds,
+                  "date": date.today().isoformat(), "models": models}
         atomic_write_text(REPORTS_DIR / SEED_SPREAD, json.dumps(spread, indent=2))
         return
     rows = []

@@ -36,6 +36,7 @@ MODELS: dict[str, str] = {
     "tag-text": "recommender.models.tag_text:TagText",
     "multitask": "recommender.models.multitask:MultiTask",
     "softmax-dnn": "recommender.models.softmax_dnn:SoftmaxDNN",
+    "bpmf": "recommender.models.bpmf:BPMF",
 }
 
 
