@@ -91,8 +91,10 @@ def _ratings_table(data: Interactions) -> pd.DataFrame:
 
 
 class Blend(Recommender):
-    """Ridge stacking of rating models and a weighted sum of z-scored list models, learned on
-    a validation slice of train."""
+    """Stacks rating models and sums z-scored list models, weights learned on validation.
+
+    The weights come from a validation slice carved from train; the members are then refitted
+    on all of train (see the module docstring)."""
 
     name = "blend"
     Settings = BlendSettings
