@@ -71,16 +71,20 @@ class BlendSettings(Settings):
         return names
 
 
-def zscore(scores: np.ndarray) -> np.ndarray:
-    """Each row less its mean, over its standard deviation (finite entries only); entries
-    that were not finite (a movie a member cannot score) get the row's lowest value less 1."""
+def zscore(scores: np.ndarray, reference: np.ndarray | None = None) -> np.ndarray:
+    """Each row less its mean, over its standard deviation, both taken over the finite
+    entries of the same row of ``reference`` (default: ``scores``; a blend standardises any
+    movies by the statistics of the train catalogue); entries that are not finite (a movie a
+    member cannot score) get the row's lowest standardised reference value less 1."""
     scores = np.asarray(scores, np.float64)
-    finite = np.isfinite(scores)
-    clean = np.where(finite, scores, np.nan)
+    reference = scores if reference is None else np.asarray(reference, np.float64)
+    clean = np.where(np.isfinite(reference), reference, np.nan)
     mean = np.nanmean(clean, axis=1, keepdims=True)
     sd = np.nanstd(clean, axis=1, keepdims=True)
-    z = (clean - mean) / np.where(sd > 0, sd, 1.0)
-    return np.where(finite, z, np.nanmin(z, axis=1, keepdims=True) - 1.0).astype(np.float32)
+    sd = np.where(sd > 0, sd, 1.0)
+    lowest = (np.nanmin(clean, axis=1, keepdims=True) - mean) / sd - 1.0
+    z = (np.where(np.isfinite(scores), scores, 0.0) - mean) / sd
+    return np.where(np.isfinite(scores), z, lowest).astype(np.float32)
 
 
 def _ratings_table(data: Interactions) -> pd.DataFrame:
@@ -221,9 +225,17 @@ class Blend(Recommender):
 
     def _score_history(self, ratings: sp.csr_matrix, movie_ids: np.ndarray,
                        user_ids: np.ndarray) -> np.ndarray:
-        scores = sum(w * zscore(self.members[n].score_history(ratings, user_ids=user_ids))
-                     for w, n in zip(self.list_weights, self.settings.list_members))
-        return self._pick(scores, movie_ids)
+        """Each member's scores over ``movie_ids`` (movies outside train included, for
+        members that score them from content), standardised by its scores over the train
+        catalogue."""
+        total = np.zeros((ratings.shape[0], len(movie_ids)), np.float32)
+        for weight, name in zip(self.list_weights, self.settings.list_members):
+            member = self.members[name]
+            catalogue = member.score_history(ratings, user_ids=user_ids)
+            wanted = (catalogue if movie_ids is self.items.ids
+                      else member.score_history(ratings, movie_ids, user_ids))
+            total += weight * zscore(wanted, catalogue)
+        return total
 
     # -- persistence -----------------------------------------------------------------------
 

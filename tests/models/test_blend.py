@@ -93,6 +93,10 @@ def test_zscore_centres_each_row_and_puts_unscorable_movies_last():
     np.testing.assert_allclose(z[0, :3], [-1.2247449, 0.0, 1.2247449], rtol=1e-6)
     assert z[0, 3] < z[0, :3].min()
     np.testing.assert_array_equal(z[1], 0.0)  # a constant row: no division by zero
+    # other movies standardised by the statistics of a reference (the train catalogue)
+    some = zscore(np.array([[3.0, 2.0, np.nan]]), reference=scores[:1])
+    np.testing.assert_allclose(some[0, :2], z[0, [2, 1]], rtol=1e-6)
+    assert some[0, 2] == pytest.approx(z[0, 3])
 
 
 @pytest.mark.parametrize("settings, words", [
