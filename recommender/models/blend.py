@@ -108,11 +108,8 @@ class Blend(Recommender):
     def __init__(self, seed: int = 0, **settings):
         super().__init__(seed, **settings)
         self.members: dict[str, Recommender] = {}
-
-    @property
-    def folds_in(self) -> bool:  # type: ignore[override]
-        """Whether every list member folds in (then the blend does)."""
-        return all(model_class(n).folds_in for n in self.settings.list_members)
+        # a blend folds in when every list member does (the class, unconfigured, does not)
+        self.folds_in = all(model_class(n).folds_in for n in self.settings.list_members)
 
     def _names(self) -> list[str]:
         s = self.settings

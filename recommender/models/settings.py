@@ -88,7 +88,7 @@ class Settings(BaseModel):
                 kind = "choice"
                 help_text += f" ({', '.join(map(str, get_args(field.annotation)))})"
             elif _is_sequence(cls, name):
-                kind = "sizes"
+                kind = "names" if "str" in str(field.annotation) else "sizes"
             default = field.default
             shown = (",".join(map(str, default)) if isinstance(default, tuple)
                      else str(default).lower() if isinstance(default, bool) else str(default))
