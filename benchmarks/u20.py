@@ -7,9 +7,10 @@ to ``--json``. Each row is what ``recommender evaluate --model NAME --train .../
 Usage: ``python benchmarks/u20.py [--models ease softmax] [--json u20.json]``
 
 ``--seeds 0 1 2`` instead fits the headline models (or ``--models``) once per seed and writes
-their mean and standard deviation to ``reports/benchmarks/u20_seeds.json`` (keeping the other
-models measured there over the same seeds), which the index,
-notebook 07 and the README read, so a reader sees how much a seed moves each figure.
+their mean and standard deviation to ``reports/benchmarks/u20_seeds.json``, which the index,
+notebook 07 and the README read, so a reader sees how much a seed moves each figure. Models
+measured before on the same split and seeds stay in the file, so ``--models NAME`` adds or
+updates one row.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ SHARED = Path(__file__).resolve().parents[2] / "shared"
 COLUMNS = ("rmse", "mae", "precision@10", "recall@10", "ndcg@10", "map@10", "hr@10",
            "coverage@10", "fit_seconds")
 HEADLINE = ("baseline", "popularity", "ease", "ease-rated", "regression", "regression-hybrid",
-            "softmax", "softmax-dnn", "multitask", "feature-embedding")
+            "softmax", "softmax-dnn", "multitask", "feature-embedding", "bpmf", "blend")
 SPREAD = (*COLUMNS, "top1pct_share")
 
 
@@ -65,14 +66,11 @@ def main() -> None:
     if args.seeds:
         names = args.models or list(HEADLINE)
         split = f"files: {args.split.name}"
-        kept = read_seed_spread(split=split, dataset=args.movies.name) or {}
-        if kept.get("seeds") != args.seeds:
-            kept = {}
+        before = read_seed_spread(REPORTS_DIR, split=split, dataset=args.movies.name)
+        models = before["models"] if before and before["seeds"] == args.seeds else {}
+        models.update(seed_spread(names, args.seeds, train, test, data.movies, data.tags))
         spread = {"dataset": args.movies.name, "split": split, "seeds": args.seeds,
-                  "date": date.today().isoformat(),
-                  "models": {**kept.get("models", {}),
-                             **seed_spread(names, args.seeds, train, test, data.movies,
-                                           data.tags)}}
+                  "date": date.today().isoformat(), "models": models}
         atomic_write_text(REPORTS_DIR / SEED_SPREAD, json.dumps(spread, indent=2))
         return
     rows = []

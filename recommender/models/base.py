@@ -324,6 +324,11 @@ class Recommender(Encoded):
 
     def save(self, path: str | Path) -> Path:
         """Write the fitted model as an artifact folder (see :mod:`recommender.models.artifacts`)."""
+        return write_artifact(path, self.name, *self.contents())
+
+    def contents(self) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, Any]]:
+        """``(settings, arrays, meta)`` of the fitted model: what :meth:`save` writes and
+        :meth:`from_artifact` reads back (a model made of other models keeps them so)."""
         self._check_fitted()
         seen = self.seen.tocsr()
         arrays = {"_users": self.users.ids, "_items": self.items.ids,
@@ -331,7 +336,7 @@ class Recommender(Encoded):
         arrays.update(self._state())
         meta = {**self.meta, "seed": self.seed, "global_mean": self.global_mean,
                 "rating_scale": list(self.rating_scale)}
-        return write_artifact(path, self.name, self.settings.as_dict(), arrays, meta)
+        return self.settings.as_dict(), arrays, meta
 
     @classmethod
     def from_artifact(cls, settings: dict, arrays: dict[str, np.ndarray],

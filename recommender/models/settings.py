@@ -17,7 +17,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from recommender.core.errors import SettingError
 
-__all__ = ["Settings", "Sizes", "NoSettings", "TowerSettings"]
+__all__ = ["Settings", "Sizes", "Names", "NoSettings", "TowerSettings"]
 
 
 def _as_tuple(value: Any) -> Any:
@@ -31,6 +31,8 @@ def _as_tuple(value: Any) -> Any:
 
 # Layer sizes and other whole-number sequences: ``(256, 128)``, ``[256, 128]`` or "256,128".
 Sizes = Annotated[tuple[int, ...], BeforeValidator(_as_tuple)]
+# Sequences of names (a blend's member models): ``("bpmf", "ease")`` or "bpmf,ease".
+Names = Annotated[tuple[str, ...], BeforeValidator(_as_tuple)]
 
 
 class Settings(BaseModel):
@@ -86,7 +88,7 @@ class Settings(BaseModel):
                 kind = "choice"
                 help_text += f" ({', '.join(map(str, get_args(field.annotation)))})"
             elif _is_sequence(cls, name):
-                kind = "sizes"
+                kind = "names" if "str" in str(field.annotation) else "sizes"
             default = field.default
             shown = (",".join(map(str, default)) if isinstance(default, tuple)
                      else str(default).lower() if isinstance(default, bool) else str(default))

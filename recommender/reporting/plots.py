@@ -51,6 +51,8 @@ MODEL_COLOURS = {
     "content": "#f58231",
     "feature-embedding": "#800000",
     "tag-text": "#000075",
+    "bpmf": "#006400",
+    "blend": "#404040",
 }
 # For names not above (a model added later, an analysis variant): picked by a hash of the
 # name, so the name gets the same colour in every figure.

@@ -1,0 +1,121 @@
+"""The blend: its weights are learned on a validation slice of train only (a spy member sees
+every table it is fitted on and asked about), the stacking is the ridge solution on that
+slice, the list weights come from the grid, and members are named as registered models.
+What every model does (save/load, fold-in, settings) is in test_contract.py."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from recommender import metrics
+from recommender.core.errors import SettingError
+from recommender.data.splits import per_user_split, validation_split
+from recommender.data.synthetic import make_synthetic
+from recommender.models import MODELS, make_model
+from recommender.models.baselines import Biases
+from recommender.models.blend import WEIGHT_GRID, zscore
+
+
+class SpyBiases(Biases):
+    """The biases model, recording the (userId, movieId) pairs of every table it meets."""
+
+    name = "spy"
+    seen_tables: list[set] = []
+
+    def fit(self, train, movies=None, tags=None, **options):
+        SpyBiases.seen_tables.append(set(zip(train["userId"], train["movieId"])))
+        return super().fit(train, movies, tags, **options)
+
+    def predict(self, users, movies):
+        SpyBiases.seen_tables.append(set(zip(np.asarray(users), np.asarray(movies))))
+        return super().predict(users, movies)
+
+
+@pytest.fixture(scope="module")
+def split():
+    data = make_synthetic(n_users=200, n_movies=300, n_ratings=12_000, seed=5)
+    return per_user_split(data.ratings, 0.2, seed=5)
+
+
+@pytest.fixture
+def spy(monkeypatch):
+    monkeypatch.setitem(MODELS, "spy", f"{__name__}:SpyBiases")
+    SpyBiases.seen_tables = []
+    return SpyBiases
+
+
+def pairs(table: pd.DataFrame) -> set:
+    return set(zip(table["userId"], table["movieId"]))
+
+
+def test_weights_are_learned_on_a_validation_slice_of_train_never_on_test(split, spy):
+    train, test = split
+    blend = make_model("blend", seed=3, rating_members=("spy",), list_members=("ease",),
+                       validation=0.2).fit(train)
+    fit, held = validation_split(train, 0.2, seed=3)
+    first_fit, weighed, refit = spy.seen_tables[:3]
+    assert first_fit == pairs(fit)  # fitted on train less the validation slice,
+    assert weighed == pairs(held)  # asked about the slice to learn the weights,
+    assert refit == pairs(train)  # then refitted on all of train
+    assert not set().union(*spy.seen_tables[:3]) & pairs(test)  # and never shown test
+    # the stacking is the ridge solution on the slice, by hand
+    member = Biases(seed=3).fit(fit)
+    x = np.column_stack([np.ones(len(held)), member.predict(held["userId"], held["movieId"]),
+                         np.log1p(held["userId"].map(fit["userId"].value_counts())),
+                         np.log1p(held["movieId"].map(fit["movieId"].value_counts())
+                                  .fillna(0))])
+    penalty = np.diag([0.0, *[blend.settings.ridge] * (x.shape[1] - 1)])
+    expected = np.linalg.solve(x.T @ x + penalty, x.T @ held["rating"].to_numpy())
+    np.testing.assert_allclose(blend.coefficients, expected, rtol=1e-4, atol=1e-6)
+    assert blend.meta["validation_rmse"]["blend"] <= blend.meta["validation_rmse"]["spy"]
+    # the same train and seed give the same weights whatever the test file holds
+    again = make_model("blend", seed=3, rating_members=("spy",), list_members=("ease",),
+                       validation=0.2).fit(train)
+    np.testing.assert_array_equal(again.coefficients, blend.coefficients)
+
+
+def test_list_weights_come_from_the_grid_and_do_no_worse_than_the_first_member(split):
+    train, test = split
+    blend = make_model("blend", rating_members=("baseline",),
+                       list_members=("ease", "popularity")).fit(train)
+    assert blend.list_weights[0] == 1.0 and blend.list_weights[1] in WEIGHT_GRID
+    ndcg = blend.meta["validation_ndcg"]
+    assert ndcg["blend"] >= ndcg["ease"]
+    scores = blend.score(np.arange(3))
+    expected = sum(w * zscore(blend.members[n].score(np.arange(3)))
+                   for w, n in zip(blend.list_weights, ("ease", "popularity")))
+    np.testing.assert_allclose(scores, expected, rtol=1e-6)
+
+
+def test_zscore_centres_each_row_and_puts_unscorable_movies_last():
+    scores = np.array([[1.0, 2.0, 3.0, -np.inf], [5.0, 5.0, 5.0, 5.0]])
+    z = zscore(scores)
+    np.testing.assert_allclose(z[0, :3], [-1.2247449, 0.0, 1.2247449], rtol=1e-6)
+    assert z[0, 3] < z[0, :3].min()
+    np.testing.assert_array_equal(z[1], 0.0)  # a constant row: no division by zero
+    # other movies standardised by the statistics of a reference (the train catalogue)
+    some = zscore(np.array([[3.0, 2.0, np.nan]]), reference=scores[:1])
+    np.testing.assert_allclose(some[0, :2], z[0, [2, 1]], rtol=1e-6)
+    assert some[0, 2] == pytest.approx(z[0, 3])
+
+
+@pytest.mark.parametrize("settings, words", [
+    ({"rating_members": ("no-such-model",)}, "not a registered model"),
+    ({"list_members": ("blend",)}, "not a registered model"),
+    ({"rating_members": ("ease",)}, "do not predict ratings"),
+    ({"list_members": ("ease", "ease")}, "named twice"),
+])
+def test_members_must_be_registered_rating_models_where_ratings_are_stacked(settings, words):
+    with pytest.raises(SettingError, match=words) as error:
+        make_model("blend", **settings)
+    assert len(str(error.value).splitlines()) == 1
+
+
+def test_a_blend_of_bpmf_and_the_biases_predicts_better_than_the_biases(split):
+    train, test = split
+    blend = make_model("blend", rating_members=("bpmf", "baseline"),
+                       list_members=("ease",)).fit(train)
+    rmse = {name: metrics.rmse(test["rating"], model.predict(test["userId"], test["movieId"]))
+            for name, model in [("blend", blend), *blend.members.items()]
+            if model.predicts_ratings}
+    assert rmse["blend"] < rmse["baseline"] - 0.02, rmse
