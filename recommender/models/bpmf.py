@@ -199,8 +199,8 @@ class BPMF(Recommender):
     def _score(self, user_index: np.ndarray) -> np.ndarray:
         return self.user_table[user_index] @ self.item_table
 
-    def _score_factors(self) -> tuple[np.ndarray, np.ndarray]:
-        return self.user_table, self.item_table
+    def _score_factors(self, user_index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self.user_table[user_index], self.item_table
 
     def _score_history(self, ratings: sp.csr_matrix, movie_ids: np.ndarray,
                        user_ids: np.ndarray) -> np.ndarray:
