@@ -66,10 +66,15 @@ def _failure_message(name: str, exc: BaseException) -> str:
     return f"notebook {name} failed in {where}: {ename}: {evalue}"
 
 
-def _kernel_manager_class(sockets: Path, started: list):
-    """A kernel manager class for papermill: IPC sockets under ``sockets``, the run's
-    environment (XLA's compilation cache under ``sockets`` too), and every started manager
-    recorded in ``started`` (to stop it on Ctrl-C)."""
+def _kernel_manager_class(sockets: Path, started: list, cwd: Path):
+    """A kernel manager class for papermill: the kernel started in ``cwd``, IPC sockets under
+    ``sockets``, the run's environment (XLA's compilation cache under ``sockets`` too), and
+    every started manager recorded in ``started`` (to stop it on Ctrl-C).
+
+    The kernel's folder is given to the kernel itself rather than through papermill's
+    ``cwd``, which changes the working folder of the whole process: with notebooks side by
+    side in threads, one notebook's end restored the folder while another's kernel started,
+    and that kernel wrote its ``../reports`` beside the checkout."""
     from jupyter_client.manager import AsyncKernelManager
 
     class RunKernel(AsyncKernelManager):
@@ -78,6 +83,7 @@ def _kernel_manager_class(sockets: Path, started: list):
             super().__init__(transport="ipc", ip=str(sockets / f"k{id(self):x}"), **kwargs)
 
         async def start_kernel(self, **kwargs):
+            kwargs["cwd"] = str(cwd)
             kwargs["env"] = {**os.environ, **kwargs.get("env", {}), **KERNEL_ENV}
             # XLA programs compiled by one fit are reused by the next with the same shapes
             # (a refit, the same model in another notebook) for the rest of the run
@@ -115,9 +121,10 @@ def _execute(path: Path, executed: Path, cwd: Path, params: dict, sockets: Path,
 
     def work() -> None:
         try:
-            pm.execute_notebook(str(path), str(executed), parameters=params, cwd=str(cwd),
+            pm.execute_notebook(str(path), str(executed), parameters=params,
                                 kernel_name="python3", progress_bar=False, log_output=False,
-                                kernel_manager_class=_kernel_manager_class(sockets, started))
+                                kernel_manager_class=_kernel_manager_class(sockets, started,
+                                                                           cwd))
         except BaseException as exc:  # handed to the main thread
             outcome["error"] = exc
 
@@ -211,7 +218,7 @@ def run_notebooks(dataset: str = "ml-latest-small", data_dir: str | None = None,
     paths = notebook_paths(Path(notebooks_dir), only=only)
     if not quick and dataset in RELEASES:
         ensure_release(dataset, data_dir, progress=progress)
-    reports_dir = Path(reports_dir)
+    reports_dir = Path(reports_dir).resolve()
     reports_dir.mkdir(parents=True, exist_ok=True)
     _remove_abandoned_staging(reports_dir)
     start = time.perf_counter()

@@ -273,3 +273,28 @@ def test_with_two_jobs_a_failure_stops_the_run_and_keeps_the_last_reports(tmp_pa
     assert time.monotonic() - start < 45  # 02's kernel was stopped, not waited for
     assert not (reports / "index.html").exists()
     assert not list(reports.glob(".staging-*"))
+
+
+def test_a_run_never_moves_the_process_and_kernels_start_in_the_run_folder(tmp_path, monkeypatch):
+    # Notebooks run side by side in threads, which share one working folder: a run that
+    # changed it (papermill's cwd) let one notebook's end send another's kernel, and its
+    # ../reports, beside the checkout. Kernels get their folder themselves.
+    chdir = os.chdir
+
+    def stay(path):  # papermill re-enters the current folder to read; anything else fails
+        if os.path.realpath(path) != os.path.realpath(tmp_path):
+            raise AssertionError(f"the run changed the working folder to {path}")
+        chdir(path)
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(os, "chdir", stay)
+    notebooks, reports = tmp_path / "notebooks", tmp_path / "reports"
+    notebooks.mkdir()
+    for name in ("01_a", "02_b", "03_c"):
+        _write_notebook(notebooks / f"{name}.ipynb",
+                        "import pathlib\n"
+                        f"pathlib.Path('../reports/{name}.txt').write_text('written')")
+    run_notebooks(dataset="synthetic", reports_dir=reports, notebooks_dir=notebooks,
+                  progress=False, jobs=2)
+    assert all((reports / f"{n}.txt").read_text() == "written" for n in ("01_a", "02_b", "03_c"))
+    assert not (tmp_path.parent / "reports").exists() and not list(tmp_path.glob("*.txt"))
