@@ -37,6 +37,7 @@ MODELS: dict[str, str] = {
     "multitask": "recommender.models.multitask:MultiTask",
     "softmax-dnn": "recommender.models.softmax_dnn:SoftmaxDNN",
     "bpmf": "recommender.models.bpmf:BPMF",
+    "neighbourhood": "recommender.models.neighbourhood:Neighbourhood",
     "blend": "recommender.models.blend:Blend",
 }
 
