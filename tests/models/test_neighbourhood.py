@@ -8,9 +8,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from recommender import metrics
-from recommender.data.splits import per_user_split
-from recommender.data.synthetic import make_synthetic
+from contract import fold_in_agreement, planted_split, rmse_against_biases
 from recommender.models import make_model
 from recommender.models.neighbourhood import neighbours
 
@@ -19,8 +17,7 @@ QUICK = {"epochs": 4, "neighbours": 20, "dim": 4, "refit": False}
 
 @pytest.fixture(scope="module")
 def split():
-    data = make_synthetic(n_users=200, n_movies=300, n_ratings=12_000, rank=4, seed=11)
-    return per_user_split(data.ratings, 0.2, seed=11)
+    return planted_split()
 
 
 @pytest.fixture(scope="module")
@@ -87,16 +84,9 @@ def test_neighbours_are_the_most_alike_movies_by_brute_force():
 
 
 def test_beats_the_biases_on_planted_data(fitted, split):
-    train, test = split
-    biases = make_model("baseline").fit(train)
-    rmse = {name: metrics.rmse(test["rating"], model.predict(test["userId"], test["movieId"]))
-            for name, model in (("neighbourhood", fitted), ("baseline", biases))}
-    assert rmse["neighbourhood"] < rmse["baseline"] - 0.01, rmse
+    rmse, biases = rmse_against_biases(fitted, split)
+    assert rmse < biases - 0.01, (rmse, biases)
 
 
 def test_a_train_user_folded_in_from_their_ratings_scores_as_the_model_does(fitted, split):
-    train = split[0]
-    user = int(fitted.users.ids[0])
-    folded = fitted.fold_in(train[train["userId"] == user])[0]
-    scores = fitted.score(np.array([0]))[0]
-    assert np.corrcoef(folded, scores)[0, 1] > 0.9
+    assert fold_in_agreement(fitted, split[0]) > 0.9
