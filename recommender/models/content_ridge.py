@@ -66,6 +66,10 @@ class ContentRidge(Recommender):
     name = "content-ridge"
     Settings = ContentRidgeSettings
     folds_in = True
+    # Fitting inverts a features x features matrix and scoring multiplies every user's
+    # profile by it: both grow with the square of the vocabulary, which 1,000 words per text
+    # block keep near 2,000 features whatever the catalogue.
+    large_data = {"max_words": 1000}
 
     def _fit(self, data: Interactions, context: Context) -> None:
         if context.movies is None:
