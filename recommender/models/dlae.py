@@ -75,7 +75,8 @@ def dlae_weights(inputs: sp.spmatrix, l2: float, dropout: float,
     items x items inverse.
 
     Returns:
-        ``(n_items, n_items)`` float32, C-ordered.
+        ``(n_items, n_items)`` float32, C-ordered. Memory: one dense items x items float64
+        matrix besides it (0.5 GB for 7,700 movies).
     """
     x = sp.csr_matrix(inputs, dtype=np.float64)
     n_users, n_items = x.shape
@@ -90,10 +91,7 @@ def dlae_weights(inputs: sp.spmatrix, l2: float, dropout: float,
         gram = (x.T @ x).toarray()
         gram[np.diag_indices_from(gram)] += penalty
         inverse = np.linalg.inv(gram)
-    if zero_diagonal:
-        weights = inverse / (-np.diag(inverse))
-        weights[np.diag_indices_from(weights)] = 0.0
-    else:
-        weights = inverse * -penalty[None, :]
-        weights[np.diag_indices_from(weights)] += 1.0
-    return np.ascontiguousarray(weights, dtype=np.float32)
+    # in place: the dense items x items float64 matrix is the peak of the fit's memory
+    inverse /= -np.diag(inverse).copy() if zero_diagonal else -1.0 / penalty
+    inverse[np.diag_indices_from(inverse)] = 0.0 if zero_diagonal else inverse.diagonal() + 1.0
+    return np.ascontiguousarray(inverse, dtype=np.float32)
