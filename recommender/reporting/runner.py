@@ -240,7 +240,8 @@ def run_notebooks(dataset: str = "ml-latest-small", data_dir: str | None = None,
     reports_dir.mkdir(parents=True, exist_ok=True)
     _remove_abandoned_staging(reports_dir)
     start = time.perf_counter()
-    with _staging(reports_dir) as (cwd, staged, sockets), _stop_on_signals():
+    with _staging(reports_dir) as (cwd, staged, sockets), _stop_on_signals(), \
+            _papermill_files_in_place():
         params = {"dataset": dataset, "data_dir": _shown_path(data_dir, cwd),
                   "split_dir": _shown_path(split_dir, cwd), "quick": bool(quick),
                   "seed": int(seed)}
@@ -250,6 +251,27 @@ def run_notebooks(dataset: str = "ml-latest-small", data_dir: str | None = None,
         _publish(staged, reports_dir)
     _write_index(reports_dir, done, dataset, split_dir, seed, quick, total)
     return RunResult(reports_dir, done, total)
+
+
+@contextlib.contextmanager
+def _papermill_files_in_place():
+    """Hold papermill's local file handler to no folder of its own for the run.
+
+    papermill reads and writes local files inside a ``chdir`` to a folder kept in one
+    process-wide handler, set and restored by every ``execute_notebook``: notebooks side by
+    side restore each other's value out of order, leave it at a stale folder (the one of an
+    earlier run) and move the whole process there while a notebook is written. Paths are
+    resolved before the run, so the handler needs no folder."""
+    from papermill.iorw import papermill_io
+
+    handler = papermill_io.get_handler("local")
+    stale = handler.cwd(None)
+    handler.cwd = lambda path: None  # shadows the method for the run
+    try:
+        yield
+    finally:
+        del handler.cwd
+        handler.cwd(stale)
 
 
 @contextlib.contextmanager

@@ -293,7 +293,13 @@ def test_a_run_never_moves_the_process_and_kernels_start_in_the_run_folder(tmp_p
             raise AssertionError(f"the run changed the working folder to {path}")
         chdir(path)
 
+    from papermill.iorw import papermill_io
+
     monkeypatch.chdir(tmp_path)
+    # papermill's process-wide file handler left at another folder by an earlier run
+    # (side-by-side notebooks restore its folder out of order)
+    handler = papermill_io.get_handler("local")
+    monkeypatch.setattr(handler, "_cwd", str(tmp_path.parent))
     monkeypatch.setattr(os, "chdir", stay)
     notebooks, reports = tmp_path / "notebooks", tmp_path / "reports"
     notebooks.mkdir()
