@@ -26,6 +26,7 @@ MODELS: dict[str, str] = {
     "popularity": "recommender.models.baselines:Popularity",
     "ease": "recommender.models.ease:EASE",
     "ease-rated": "recommender.models.ease:RatedEASE",
+    "dlae": "recommender.models.dlae:DLAE",
     "regression": "recommender.models.factorization:Regression",
     "regression-hybrid": "recommender.models.factorization:HybridRegression",
     "classification": "recommender.models.factorization:Classification",

@@ -42,6 +42,7 @@ MODEL_COLOURS = {
     "weighted-popularity": "#c8a600",
     "ease": "#4363d8",
     "ease-rated": "#42b4f4",
+    "dlae": "#1e90c8",
     "regression": "#3cb44b",
     "regression-hybrid": "#808000",
     "classification": "#469990",
