@@ -33,6 +33,7 @@ MODELS: dict[str, str] = {
     "softmax": "recommender.models.softmax:Softmax",
     "weighted-popularity": "recommender.models.demographic:WeightedPopularity",
     "content": "recommender.models.content:Content",
+    "content-ridge": "recommender.models.content_ridge:ContentRidge",
     "feature-embedding": "recommender.models.feature_embedding:FeatureEmbedding",
     "tag-text": "recommender.models.tag_text:TagText",
     "multitask": "recommender.models.multitask:MultiTask",

@@ -50,6 +50,7 @@ MODEL_COLOURS = {
     "softmax-dnn": "#f032e6",
     "multitask": "#e6194b",
     "content": "#f58231",
+    "content-ridge": "#e6a157",
     "feature-embedding": "#800000",
     "tag-text": "#000075",
     "bpmf": "#006400",
