@@ -31,8 +31,9 @@ from recommender.reporting.records import SEED_SPREAD, read_seed_spread
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 COLUMNS = ("rmse", "mae", "precision@10", "recall@10", "ndcg@10", "map@10", "hr@10",
            "coverage@10", "fit_seconds")
-HEADLINE = ("baseline", "popularity", "ease", "ease-rated", "regression", "regression-hybrid",
-            "softmax", "softmax-dnn", "multitask", "feature-embedding", "bpmf", "blend")
+HEADLINE = ("baseline", "popularity", "ease", "ease-rated", "dlae", "regression",
+            "regression-hybrid", "softmax", "softmax-dnn", "multitask", "feature-embedding", "bpmf",
+            "blend")
 SPREAD = (*COLUMNS, "top1pct_share")
 
 

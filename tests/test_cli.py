@@ -224,6 +224,7 @@ def test_bad_settings_are_refused_in_one_line(param, message, split_files, capsy
     ("multitask", ["--param", "preset=foo"], "multitask: setting preset"),
     ("softmax-dnn", ["--param", "loss=foo"], "softmax-dnn: setting loss: Input should be 'full'"),
     ("content", [], "content needs the movies table"),
+    ("content-ridge", [], "content-ridge needs the movies table"),
     ("regression", ["--param", "optimizer=foo"], "regression: setting optimizer"),
 ])
 def test_every_model_reports_bad_settings_and_missing_tables_in_one_line(

@@ -6,7 +6,7 @@ nothing of notebooks or reports.
 
 from recommender.evaluation.protocol import (QUICK_SETTINGS, Evaluation, evaluate,
                                              fit_and_evaluate, quick_settings,
-                                             relevance_matrix, settings_for)
+                                             relevance_matrix, scales, settings_for)
 from recommender.evaluation.cold_start import (LIGHTFM_REFERENCE, RandomOrder,
                                                cold_start_table, item_cold_start,
                                                user_cold_start)
@@ -14,6 +14,6 @@ from recommender.evaluation.comparison import BASELINES, Comparison, compare
 from recommender.evaluation.retrieval import top_k_accuracy
 
 __all__ = ["QUICK_SETTINGS", "Evaluation", "evaluate", "fit_and_evaluate", "quick_settings",
-           "relevance_matrix", "settings_for", "LIGHTFM_REFERENCE", "RandomOrder",
+           "relevance_matrix", "scales", "settings_for", "LIGHTFM_REFERENCE", "RandomOrder",
            "cold_start_table", "item_cold_start", "user_cold_start", "BASELINES", "Comparison",
            "compare", "top_k_accuracy"]

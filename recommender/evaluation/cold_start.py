@@ -179,6 +179,7 @@ def cold_start_table(names: Iterable[str] | None, ratings: pd.DataFrame,
                      reveal: Iterable[int] = (1, 5, 10), test_fraction: float = 0.2,
                      seed: int = 42, k: int = 10, reveal_order: str = "random",
                      params: dict[str, dict] | None = None, quick: bool = False,
+                     large: bool = False,
                      random_row: bool = True, models: dict | None = None,
                      progress: bool = False) -> pd.DataFrame:
     """Item and user cold start for every named model (plus random order), one row each.
@@ -203,6 +204,7 @@ def cold_start_table(names: Iterable[str] | None, ratings: pd.DataFrame,
         reveal_order: ``"random"`` or ``"earliest"``.
         params: per-model parameter overrides, ``{name: {param: value}}``.
         quick: few epochs, as ``comparison.compare(quick=True)`` (what the tests run).
+        large: a big release: the models' ``large_data`` settings, as ``compare(large=True)``.
         random_row: add the random-order row.
         models: a dict to receive the fitted models, keyed ``(protocol, name)``, for
             further analysis of the same fits.
@@ -219,7 +221,7 @@ def cold_start_table(names: Iterable[str] | None, ratings: pd.DataFrame,
     protocols = [("items", item_train, item_test), ("users", user_train, user_test)]
     rows = []
     for name in (["random"] if random_row else []) + names:
-        settings = {} if name == "random" else settings_for(name, params, quick)
+        settings = {} if name == "random" else settings_for(name, params, quick, large)
         if name != "random" and not make_model(name, seed=seed, **settings).folds_in:
             rows.append({"protocol": "items, users", "model": name,
                          "skipped": "cannot score users outside its training data"})

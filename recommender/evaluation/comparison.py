@@ -198,7 +198,7 @@ def compare(names: list[str] | None, train: pd.DataFrame, test: pd.DataFrame,
             movies: pd.DataFrame | None = None, tags: pd.DataFrame | None = None,
             seed: int = 0, k: int = 10, params: dict[str, dict] | None = None,
             quick: bool = False, n_resamples: int = 1000, max_k: int = 50,
-            cache_dir: str | None = None) -> Comparison:
+            cache_dir: str | None = None, large: bool = False) -> Comparison:
     """Train and evaluate models on one split, with intervals, paired tests and curves.
 
     Paired tests are against the best baseline of :data:`BASELINES` among the compared models:
@@ -220,6 +220,7 @@ def compare(names: list[str] | None, train: pd.DataFrame, test: pd.DataFrame,
         max_k: longest list of the precision/recall curves.
         cache_dir: reuse models saved there for the same data and settings (see
             :func:`recommender.evaluation.fit_and_evaluate`), and save new ones.
+        large: a big release: every model with its ``large_data`` settings.
 
     Returns:
         A :class:`Comparison`.
@@ -231,7 +232,7 @@ def compare(names: list[str] | None, train: pd.DataFrame, test: pd.DataFrame,
     for name in names:
         model, result = fit_and_evaluate(name, train, test, movies=movies, tags=tags,
                                          seed=seed, k=k, cache_dir=cache_dir,
-                                         **settings_for(name, params, quick))
+                                         **settings_for(name, params, quick, large))
         rows.append({**result.row(), "model": name, **_intervals(result, k, n_resamples, seed)})
         per_user.append(result.per_user.assign(model=name))
         curves.append(precision_recall_at_k(model, test, max_k).assign(model=name))

@@ -25,7 +25,7 @@ from recommender.models import Recommender, load_model, make_model, model_class
 from recommender.models.base import fingerprint, table_fingerprint
 
 __all__ = ["Evaluation", "evaluate", "fit_and_evaluate", "relevance_matrix", "RELEVANT_RATING",
-           "QUICK_SETTINGS", "quick_settings", "settings_for"]
+           "QUICK_SETTINGS", "quick_settings", "settings_for", "scales"]
 
 # Quick mode: few epochs and no refit, for the models that have those settings (what the
 # tests and ``quick`` notebook runs use).
@@ -140,13 +140,24 @@ def fit_and_evaluate(name: str, train: pd.DataFrame, test: pd.DataFrame,
     return model, result
 
 
-def quick_settings(name: str, quick: bool = True) -> dict[str, Any]:
-    """The :data:`QUICK_SETTINGS` that model ``name`` has; none unless ``quick``. Notebooks,
-    comparisons and cold-start tables shorten training this one way."""
-    known = model_class(name).Settings.model_fields
-    return {key: v for key, v in QUICK_SETTINGS.items() if quick and key in known}
+def quick_settings(name: str, quick: bool = True, large: bool = False) -> dict[str, Any]:
+    """What a run changes in model ``name``'s shipped settings: on a big release (``large``)
+    its ``large_data`` settings, then the :data:`QUICK_SETTINGS` it has if ``quick``.
+    Notebooks, comparisons and cold-start tables change settings this one way."""
+    cls = model_class(name)
+    known = cls.Settings.model_fields
+    return {**((cls.large_data or {}) if large else {}),
+            **{key: v for key, v in QUICK_SETTINGS.items() if quick and key in known}}
 
 
-def settings_for(name: str, overrides: dict[str, dict] | None, quick: bool) -> dict:
-    """Setting overrides for model ``name``: its quick-mode settings, then ``overrides[name]``."""
-    return {**quick_settings(name, quick), **(overrides or {}).get(name, {})}
+def settings_for(name: str, overrides: dict[str, dict] | None, quick: bool,
+                 large: bool = False) -> dict:
+    """Setting overrides for model ``name``: its run settings (:func:`quick_settings`), then
+    ``overrides[name]``."""
+    return {**quick_settings(name, quick, large), **(overrides or {}).get(name, {})}
+
+
+def scales(name: str) -> bool:
+    """Whether model ``name`` runs on a big release (its ``large_data`` is not None: those
+    that are say why in their class and doc page)."""
+    return model_class(name).large_data is not None

@@ -46,7 +46,7 @@ class BlendSettings(Settings):
 
     rating_members: Names = Field(("bpmf", "multitask", "regression"), min_length=1,
                                   description="models whose predicted ratings are stacked")
-    list_members: Names = Field(("ease-rated", "multitask"), min_length=1,
+    list_members: Names = Field(("dlae", "multitask"), min_length=1,
                                 description="models whose z-scored scores are summed")
     validation: float = Field(0.1, gt=0, lt=1, description="share of each user's train "
                               "ratings held out to learn the weights on")

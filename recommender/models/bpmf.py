@@ -131,6 +131,7 @@ class BPMF(Recommender):
     Settings = BPMFSettings
     predicts_ratings = True
     folds_in = True
+    scores_new_movies = False  # its scores span the train catalogue only
     large_data = None  # not measured at MovieLens-25M scale (docs/models/bpmf.md)
 
     def _fit(self, data: Interactions, context: Context) -> None:

@@ -39,7 +39,18 @@ __all__ = ["NotebookFailed", "RunResult", "notebook_paths", "run_notebooks", "KE
 
 # What every kernel of a run sees on top of the runner's environment.
 KERNEL_ENV = {"TQDM_DISABLE": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
+# The thread pools a kernel is held to while other notebooks run beside it (TensorFlow's,
+# OpenMP's and the BLAS libraries'): unbounded pools of two kernels on the same cores spin
+# against each other; held to their share, 02 and 03 side by side took 47 s instead of 65.
+_THREAD_VARIABLES = ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS",
+                     "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 _STAGING = ".staging-"
+# The order in which notebooks side by side start (by name prefix; others after, in order):
+# the longest first, so that two queues of about equal length end together, each notebook
+# still after the one whose saved model it reuses (04 takes 02's regression late in its run).
+# On ml-latest-small, held to one core each: 04 and 06 (and 01) on one queue, 02, 03 and 05
+# on the other.
+START_ORDER = ("04", "02", "03", "05", "06", "01")
 
 
 @dataclass
@@ -66,10 +77,16 @@ def _failure_message(name: str, exc: BaseException) -> str:
     return f"notebook {name} failed in {where}: {ename}: {evalue}"
 
 
-def _kernel_manager_class(sockets: Path, started: list, cwd: Path):
+def kernel_threads(threads: int | None) -> dict[str, str]:
+    """The environment that holds a kernel's thread pools to ``threads`` (None: unbounded)."""
+    return {} if threads is None else {name: str(threads) for name in _THREAD_VARIABLES}
+
+
+def _kernel_manager_class(sockets: Path, started: list, cwd: Path, threads: int | None):
     """A kernel manager class for papermill: the kernel started in ``cwd``, IPC sockets under
-    ``sockets``, the run's environment (XLA's compilation cache under ``sockets`` too), and
-    every started manager recorded in ``started`` (to stop it on Ctrl-C).
+    ``sockets``, the run's environment (XLA's compilation cache under ``sockets`` too; thread
+    pools held to ``threads`` unless None), and every started manager recorded in ``started``
+    (to stop it on Ctrl-C).
 
     The kernel's folder is given to the kernel itself rather than through papermill's
     ``cwd``, which changes the working folder of the whole process: with notebooks side by
@@ -84,7 +101,8 @@ def _kernel_manager_class(sockets: Path, started: list, cwd: Path):
 
         async def start_kernel(self, **kwargs):
             kwargs["cwd"] = str(cwd)
-            kwargs["env"] = {**os.environ, **kwargs.get("env", {}), **KERNEL_ENV}
+            kwargs["env"] = {**os.environ, **kwargs.get("env", {}), **KERNEL_ENV,
+                             **kernel_threads(threads)}
             # XLA programs compiled by one fit are reused by the next with the same shapes
             # (a refit, the same model in another notebook) for the rest of the run
             (sockets / "xla").mkdir(exist_ok=True)
@@ -111,10 +129,10 @@ def _kill(managers: list) -> None:
 
 
 def _execute(path: Path, executed: Path, cwd: Path, params: dict, sockets: Path,
-             started: list) -> None:
+             started: list, threads: int | None) -> None:
     """Execute one notebook with papermill in a worker thread, so that the main thread keeps
     Ctrl-C and SIGTERM (and nbclient installs no handlers that would swallow them); its kernel
-    manager is added to ``started``."""
+    manager is added to ``started``, its thread pools held to ``threads`` unless None."""
     import papermill as pm
 
     outcome: dict = {}
@@ -124,7 +142,7 @@ def _execute(path: Path, executed: Path, cwd: Path, params: dict, sockets: Path,
             pm.execute_notebook(str(path), str(executed), parameters=params,
                                 kernel_name="python3", progress_bar=False, log_output=False,
                                 kernel_manager_class=_kernel_manager_class(sockets, started,
-                                                                           cwd))
+                                                                           cwd, threads))
         except BaseException as exc:  # handed to the main thread
             outcome["error"] = exc
 
@@ -222,16 +240,38 @@ def run_notebooks(dataset: str = "ml-latest-small", data_dir: str | None = None,
     reports_dir.mkdir(parents=True, exist_ok=True)
     _remove_abandoned_staging(reports_dir)
     start = time.perf_counter()
-    with _staging(reports_dir) as (cwd, staged, sockets), _stop_on_signals():
+    with _staging(reports_dir) as (cwd, staged, sockets), _stop_on_signals(), \
+            _papermill_files_in_place():
         params = {"dataset": dataset, "data_dir": _shown_path(data_dir, cwd),
                   "split_dir": _shown_path(split_dir, cwd), "quick": bool(quick),
                   "seed": int(seed)}
-        done = _run_all(paths, jobs, lambda path, started: _run_one(
-            path, staged, cwd, params, sockets, reports_dir, progress, started))
+        done = _run_all(paths, jobs, lambda path, started, threads: _run_one(
+            path, staged, cwd, params, sockets, reports_dir, progress, started, threads))
         total = time.perf_counter() - start
         _publish(staged, reports_dir)
     _write_index(reports_dir, done, dataset, split_dir, seed, quick, total)
     return RunResult(reports_dir, done, total)
+
+
+@contextlib.contextmanager
+def _papermill_files_in_place():
+    """Hold papermill's local file handler to no folder of its own for the run.
+
+    papermill reads and writes local files inside a ``chdir`` to a folder kept in one
+    process-wide handler, set and restored by every ``execute_notebook``: notebooks side by
+    side restore each other's value out of order, leave it at a stale folder (the one of an
+    earlier run) and move the whole process there while a notebook is written. Paths are
+    resolved before the run, so the handler needs no folder."""
+    from papermill.iorw import papermill_io
+
+    handler = papermill_io.get_handler("local")
+    stale = handler.cwd(None)
+    handler.cwd = lambda path: None  # shadows the method for the run
+    try:
+        yield
+    finally:
+        del handler.cwd
+        handler.cwd(stale)
 
 
 @contextlib.contextmanager
@@ -258,27 +298,45 @@ def _staging(reports_dir: Path):
 
 
 def _run_all(paths: list[Path], jobs: int, run_one) -> list[dict]:
-    """``run_one(path, started)`` for every notebook, in order, up to ``jobs`` at once; the
-    last notebook (the comparison, which loads the models the others saved) starts when all
-    the others are done. A notebook whose saved model is not there yet (artifacts are written
-    atomically) fits it again: the same results, some time lost. The first failure or Ctrl-C
-    stops every kernel of the run."""
+    """``run_one(path, started, threads)`` for every notebook, up to ``jobs`` at once (started
+    in :func:`start_order`, results in order), each side-by-side kernel held to its share of
+    the cores (``threads``); the last notebook (the comparison, which loads the models the
+    others saved) starts when all the others are done, with every core. A notebook whose
+    saved model is not there yet (artifacts are written atomically) fits it again: the same
+    results, some time lost. The first failure or Ctrl-C stops every kernel of the run."""
     started: list = []
     if jobs <= 1 or len(paths) <= 2:
-        return [run_one(path, started) for path in paths]
+        return [run_one(path, started, None) for path in paths]
+    share = max(1, (os.cpu_count() or 1) // jobs)
     pool = concurrent.futures.ThreadPoolExecutor(jobs, thread_name_prefix="notebook")
-    futures: list[concurrent.futures.Future] = []
+    futures: dict[Path, concurrent.futures.Future] = {}
     try:
-        futures = [pool.submit(run_one, path, started) for path in paths[:-1]]
-        results = [_result(f) for f in futures]
-        return [*results, _result(pool.submit(run_one, paths[-1], started))]
+        futures = {path: pool.submit(run_one, path, started, share)
+                   for path in start_order(paths[:-1])}
+        pending = set(futures.values())
+        while pending:  # short waits, so that Ctrl-C reaches the main thread
+            done, pending = concurrent.futures.wait(
+                pending, timeout=0.2, return_when=concurrent.futures.FIRST_EXCEPTION)
+            for future in done:
+                future.result()  # the first failure stops the run
+        results = [futures[path].result() for path in paths[:-1]]
+        return [*results, _result(pool.submit(run_one, paths[-1], started, None))]
     except BaseException:
-        for future in futures:
+        for future in futures.values():
             future.cancel()
         _kill(started)
         raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def start_order(paths: list[Path]) -> list[Path]:
+    """``paths`` in :data:`START_ORDER` (by name prefix), the others after them in order."""
+    def rank(path: Path) -> int:
+        return next((i for i, prefix in enumerate(START_ORDER) if path.name.startswith(prefix)),
+                    len(START_ORDER))
+
+    return sorted(paths, key=rank)  # stable: unlisted notebooks keep their order
 
 
 def _result(future: concurrent.futures.Future):
@@ -291,8 +349,9 @@ def _result(future: concurrent.futures.Future):
 
 
 def _run_one(path: Path, staged: Path, cwd: Path, params: dict, sockets: Path,
-             reports_dir: Path, progress: bool, started: list) -> dict:
-    """Execute one notebook into the staging folder and export it to HTML.
+             reports_dir: Path, progress: bool, started: list, threads: int | None) -> dict:
+    """Execute one notebook into the staging folder (thread pools held to ``threads`` unless
+    None) and export it to HTML.
 
     Raises:
         NotebookFailed: the executed notebook is kept in ``reports_dir/failed/``.
@@ -302,7 +361,7 @@ def _run_one(path: Path, staged: Path, cwd: Path, params: dict, sockets: Path,
     if progress:
         print(f"running {path.name} ...", file=sys.stderr, flush=True)
     try:
-        _execute(path, executed, cwd, params, sockets, started)
+        _execute(path, executed, cwd, params, sockets, started, threads)
     except Exception as exc:
         failed = reports_dir / "failed"
         failed.mkdir(exist_ok=True)

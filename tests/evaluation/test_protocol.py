@@ -144,3 +144,21 @@ def test_fit_and_evaluate_hides_tags_on_held_out_ratings(synthetic_small, monkey
     monkeypatch.setattr(Biases, "_fit", records_tags)
     fit_and_evaluate("baseline", train, test, tags=tags)
     assert seen == [["fine"]]
+
+
+def test_a_big_release_runs_each_model_with_its_large_data_settings():
+    from recommender.evaluation import QUICK_SETTINGS, quick_settings, scales, settings_for
+    from recommender.models import MODELS, model_class
+
+    for name in MODELS:
+        cls = model_class(name)
+        assert quick_settings(name, False) == {}
+        assert quick_settings(name, False, large=True) == (cls.large_data or {})
+        assert scales(name) == (cls.large_data is not None)
+        # quick mode shortens training on top of the large_data settings
+        quick = quick_settings(name, True, large=True)
+        assert {k: v for k, v in quick.items() if k in QUICK_SETTINGS} == {
+            k: v for k, v in QUICK_SETTINGS.items() if k in cls.Settings.model_fields}
+    assert quick_settings("ease", False, large=True)["rank"] > 0  # low-rank EASE on big data
+    assert settings_for("ease", {"ease": {"rank": 8}}, False, large=True)["rank"] == 8
+    assert not scales("softmax")  # a dense Gram matrix of the catalogue

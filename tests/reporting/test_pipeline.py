@@ -249,15 +249,22 @@ def test_two_jobs_run_notebooks_side_by_side_and_the_comparison_after_them(tmp_p
                         f"while not (marks / 'started-{other}').exists():\n"
                         "    assert time.monotonic() < deadline, 'ran alone'\n"
                         "    time.sleep(0.1)\n"
+                        "import os\n"
+                        f"(marks / 'threads-{mine}').write_text(os.environ['OMP_NUM_THREADS'])\n"
                         f"(marks / 'done-{mine}').touch()")
+    # alone, the comparison keeps the thread pools the run was given
     _write_notebook(notebooks / "03_last.ipynb",
-                    f"import pathlib\nmarks = pathlib.Path({str(marks)!r})\n"
-                    "assert (marks / 'done-01').exists() and (marks / 'done-02').exists()")
+                    f"import os, pathlib\nmarks = pathlib.Path({str(marks)!r})\n"
+                    "assert (marks / 'done-01').exists() and (marks / 'done-02').exists()\n"
+                    f"assert os.environ.get('OMP_NUM_THREADS') == {os.environ.get('OMP_NUM_THREADS')!r}")
     result = run_notebooks(dataset="synthetic", reports_dir=reports, notebooks_dir=notebooks,
                            progress=False, jobs=2)
     assert [n["name"] for n in result.notebooks] == ["01_side.ipynb", "02_side.ipynb",
                                                      "03_last.ipynb"]
     assert all((reports / f"{n}.html").is_file() for n in ("01_side", "02_side", "03_last"))
+    # side by side, each kernel's thread pools are held to its share of the cores
+    share = str(max(1, (os.cpu_count() or 1) // 2))
+    assert [(marks / f"threads-{n}").read_text() for n in ("01", "02")] == [share, share]
 
 
 def test_with_two_jobs_a_failure_stops_the_run_and_keeps_the_last_reports(tmp_path):
@@ -286,7 +293,13 @@ def test_a_run_never_moves_the_process_and_kernels_start_in_the_run_folder(tmp_p
             raise AssertionError(f"the run changed the working folder to {path}")
         chdir(path)
 
+    from papermill.iorw import papermill_io
+
     monkeypatch.chdir(tmp_path)
+    # papermill's process-wide file handler left at another folder by an earlier run
+    # (side-by-side notebooks restore its folder out of order)
+    handler = papermill_io.get_handler("local")
+    monkeypatch.setattr(handler, "_cwd", str(tmp_path.parent))
     monkeypatch.setattr(os, "chdir", stay)
     notebooks, reports = tmp_path / "notebooks", tmp_path / "reports"
     notebooks.mkdir()
@@ -298,3 +311,14 @@ def test_a_run_never_moves_the_process_and_kernels_start_in_the_run_folder(tmp_p
                   progress=False, jobs=2)
     assert all((reports / f"{n}.txt").read_text() == "written" for n in ("01_a", "02_b", "03_c"))
     assert not (tmp_path.parent / "reports").exists() and not list(tmp_path.glob("*.txt"))
+
+
+def test_side_by_side_notebooks_start_longest_first_and_unlisted_ones_last():
+    from recommender.reporting.runner import START_ORDER, start_order
+
+    names = ["01_a.ipynb", "02_b.ipynb", "03_c.ipynb", "04_d.ipynb", "05_e.ipynb",
+             "06_f.ipynb", "08_new.ipynb", "09_newer.ipynb"]
+    ordered = [p.name[:2] for p in start_order([Path(n) for n in names])]
+    assert ordered == [*START_ORDER, "08", "09"]
+    assert [p.name for p in start_order([Path("08_new.ipynb"), Path("01_a.ipynb")])] == \
+        ["01_a.ipynb", "08_new.ipynb"]

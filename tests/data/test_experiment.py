@@ -1,0 +1,20 @@
+"""The notebooks' experiment: a big release switches the models to their large_data settings."""
+
+from __future__ import annotations
+
+from recommender.data import experiment
+from recommender.data.synthetic import make_synthetic, write_release
+
+
+def test_a_release_is_big_from_its_number_of_ratings_unless_told(tmp_path, monkeypatch):
+    data = make_synthetic(n_users=40, n_movies=60, n_ratings=800, seed=3)
+    write_release(data, tmp_path / "ml-1m", "dat")
+    small = experiment.load_experiment("ml-1m", str(tmp_path))
+    assert not small.large and "settings" not in small.summary()
+    monkeypatch.setattr(experiment, "LARGE_RELEASE_RATINGS", len(data.ratings))
+    big = experiment.load_experiment("ml-1m", str(tmp_path))
+    assert big.large and big.summary()["settings"].startswith("large_data")
+    assert len(big.train) + len(big.test) == len(data.ratings)
+    assert not experiment.load_experiment("ml-1m", str(tmp_path), large=False).large
+    assert experiment.load_experiment("synthetic", large=True).large
+    assert not experiment.load_experiment("synthetic").large
