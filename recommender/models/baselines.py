@@ -9,7 +9,8 @@ from recommender.data.preprocessing import Interactions
 from recommender.models.base import Context, Recommender
 from recommender.models.settings import Settings
 
-__all__ = ["GlobalMean", "Biases", "BiasesSettings", "Popularity", "SameForEveryone"]
+__all__ = ["GlobalMean", "Biases", "BiasesSettings", "Popularity", "SameForEveryone",
+           "fit_biases"]
 
 
 class SameForEveryone(Recommender):
@@ -62,6 +63,22 @@ class BiasesSettings(Settings):
     epochs: int = Field(10, ge=1, description="alternating sweeps over both biases")
 
 
+def fit_biases(user_index: np.ndarray, item_index: np.ndarray, deviation: np.ndarray,
+               n_users: int, n_items: int, reg_user: float, reg_item: float,
+               epochs: int) -> tuple[np.ndarray, np.ndarray]:
+    """Shrunk user and movie biases ``(b_u, b_i)`` of ratings' ``deviation`` from the mean,
+    by regularised alternating least squares (Koren 2010, eq. 2-3): each sweep sets
+    ``b_i = sum(dev - b_u) / (reg_item + n_i)`` then ``b_u = sum(dev - b_i) / (reg_user +
+    n_u)``. Models that work on what the biases leave over share it."""
+    n_u = np.bincount(user_index, minlength=n_users)
+    n_i = np.bincount(item_index, minlength=n_items)
+    bu, bi = np.zeros(n_users), np.zeros(n_items)
+    for _ in range(epochs):
+        bi = np.bincount(item_index, deviation - bu[user_index], n_items) / (reg_item + n_i)
+        bu = np.bincount(user_index, deviation - bi[item_index], n_users) / (reg_user + n_u)
+    return bu, bi
+
+
 class Biases(SameForEveryone):
     """Global mean + user bias + movie bias, fitted by regularised alternating least squares.
 
@@ -75,15 +92,10 @@ class Biases(SameForEveryone):
     predicts_ratings = True
 
     def _fit(self, data: Interactions, context: Context) -> None:
-        u, i, r = data.user_index, data.item_index, data.rating.astype(np.float64)
-        n_u = np.bincount(u, minlength=data.n_users)
-        n_i = np.bincount(i, minlength=data.n_items)
-        bu, bi = np.zeros(data.n_users), np.zeros(data.n_items)
-        dev = r - self.global_mean
         s = self.settings
-        for _ in range(s.epochs):
-            bi = np.bincount(i, dev - bu[u], data.n_items) / (s.reg_item + n_i)
-            bu = np.bincount(u, dev - bi[i], data.n_users) / (s.reg_user + n_u)
+        bu, bi = fit_biases(data.user_index, data.item_index,
+                            data.rating.astype(np.float64) - self.global_mean,
+                            data.n_users, data.n_items, s.reg_user, s.reg_item, s.epochs)
         self.user_bias, self.item_scores = bu.astype(np.float32), bi.astype(np.float32)
 
     @property

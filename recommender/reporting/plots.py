@@ -54,6 +54,7 @@ MODEL_COLOURS = {
     "feature-embedding": "#800000",
     "tag-text": "#000075",
     "bpmf": "#006400",
+    "neighbourhood": "#00a86b",
     "blend": "#404040",
 }
 # For names not above (a model added later, an analysis variant): picked by a hash of the

@@ -16,7 +16,9 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
+from recommender import metrics
 from recommender.data import splits
+from recommender.data.synthetic import make_synthetic
 from recommender.data.releases import MovieLens
 from recommender.evaluation import evaluate, quick_settings
 from recommender.models import MODELS, Recommender, make_model, model_class
@@ -170,3 +172,28 @@ def bad_settings(name: str) -> Iterator[tuple[str, Any, str]]:
             yield key, bounds["le"] + step, f"above the maximum {bounds['le']}"
         if "lt" in bounds:
             yield key, bounds["lt"], f"not below {bounds['lt']}"
+
+
+def planted_split(seed: int = 11) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A planted rank-4 set (200 users, 300 movies, 12,000 ratings) split 80/20 per user:
+    what the rating models' own tests fit on, to check a formula or a gain over the biases."""
+    data = make_synthetic(n_users=200, n_movies=300, n_ratings=12_000, rank=4, seed=seed)
+    return splits.per_user_split(data.ratings, 0.2, seed=seed)
+
+
+def rmse_against_biases(model: Recommender, split: tuple[pd.DataFrame, pd.DataFrame]
+                        ) -> tuple[float, float]:
+    """Test RMSE of a fitted rating ``model`` and of the ``baseline`` biases fitted on the
+    same train."""
+    train, test = split
+    biases = make_model("baseline").fit(train)
+    return tuple(metrics.rmse(test["rating"], m.predict(test["userId"], test["movieId"]))
+                 for m in (model, biases))
+
+
+def fold_in_agreement(model: Recommender, train: pd.DataFrame) -> float:
+    """Correlation between the first train user's scores and their scores folded in from
+    their own train ratings: a model that folds in should nearly repeat itself."""
+    user = int(model.users.ids[0])
+    folded = model.fold_in(train[train["userId"] == user])[0]
+    return float(np.corrcoef(folded, model.score(np.array([0]))[0])[0, 1])

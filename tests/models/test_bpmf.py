@@ -6,10 +6,8 @@ model gives them, and sample counts that cannot exist are refused. What every mo
 import numpy as np
 import pytest
 
-from recommender import metrics
+from contract import fold_in_agreement, planted_split, rmse_against_biases
 from recommender.core.errors import SettingError
-from recommender.data.splits import per_user_split
-from recommender.data.synthetic import make_synthetic
 from recommender.models import make_model
 
 QUICK = {"sweeps": 40, "burn_in": 10, "kept": 30}
@@ -17,8 +15,7 @@ QUICK = {"sweeps": 40, "burn_in": 10, "kept": 30}
 
 @pytest.fixture(scope="module")
 def split():
-    data = make_synthetic(n_users=200, n_movies=300, n_ratings=12_000, rank=4, seed=11)
-    return per_user_split(data.ratings, 0.2, seed=11)
+    return planted_split()
 
 
 @pytest.fixture(scope="module")
@@ -41,21 +38,13 @@ def test_predictions_are_the_mean_over_the_kept_samples(fitted, split):
 
 
 def test_beats_the_biases_on_planted_factors(fitted, split):
-    train, test = split
-    biases = make_model("baseline").fit(train)
-    rmse = {name: metrics.rmse(test["rating"], model.predict(test["userId"], test["movieId"]))
-            for name, model in (("bpmf", fitted), ("baseline", biases))}
-    assert rmse["bpmf"] < rmse["baseline"] - 0.02, rmse
-    assert 0 < fitted.meta["noise_sd"] < rmse["bpmf"]  # the noise it learned is below its error
+    rmse, biases = rmse_against_biases(fitted, split)
+    assert rmse < biases - 0.02, (rmse, biases)
+    assert 0 < fitted.meta["noise_sd"] < rmse  # the noise it learned is below its error
 
 
 def test_a_train_user_folded_in_from_their_ratings_scores_as_the_model_does(fitted, split):
-    train = split[0]
-    user = int(fitted.users.ids[0])
-    history = train[train["userId"] == user]
-    folded = fitted.fold_in(history)[0]
-    scores = fitted.score(np.array([0]))[0]
-    assert np.corrcoef(folded, scores)[0, 1] > 0.95
+    assert fold_in_agreement(fitted, split[0]) > 0.95
 
 
 @pytest.mark.parametrize("settings, words", [
