@@ -22,6 +22,8 @@ _BATCH_CELLS = 2**25  # scores held at once: 32M float32 = 128 MB (matrix produc
 # of a few hundred users at a time run near the BLAS peak; 142 users did not)
 _GROUP = 16  # columns per group whose maxima bound a row's k-th best score (_top_k_rows)
 _CHUNK_ROWS = 32  # rows whose group maxima are taken at once (a few hundred KB: stays in L2)
+_HEAD = 4096  # items of largest norm every user is scored on first (top_k_product on big
+# catalogues; later tiers double in size and are scored only for users they could reach)
 
 
 def iter_batches(n: int, n_items: int, batch_size: int | None = None) -> Iterator[slice]:
@@ -183,7 +185,8 @@ def top_k(score_fn: ScoreFn, users: np.ndarray, k: int, n_items: int,
 
 def top_k_product(user_rows: np.ndarray, item_table: np.ndarray, users: np.ndarray, k: int,
                   exclude: sp.csr_matrix | None = None, batch_size: int | None = None,
-                  progress: bool = False, threads: int | None = None) -> np.ndarray:
+                  progress: bool = False, threads: int | None = None,
+                  head: int | None = None) -> np.ndarray:
     """:func:`top_k` for scores that are one matrix product, ``user_rows @ item_table``
     (factor models, and every model whose scores are a user vector times item vectors:
     every user of MovieLens 25M is a 162,541 x d x 59,047 product).
@@ -195,6 +198,14 @@ def top_k_product(user_rows: np.ndarray, item_table: np.ndarray, users: np.ndarr
     arrays, product on BLAS's threads, selection beside it) took 34 CPU s where this took
     22. Same result as :func:`top_k`.
 
+    On a big catalogue whose item vectors differ much in length (low-rank EASE, factor
+    models: rarely rated movies have short vectors) most of the product is skipped, still
+    exactly: items are put in tiers by decreasing norm (:func:`_norm_tiers`), every user is
+    scored on the first (``head`` items), and a later tier only for the users whose k-th
+    best score so far it could reach, ``|u| * (largest norm left) >= k-th score`` (Cauchy-
+    Schwarz, with a margin for float32 rounding). At 25M with EASE of rank 320 most users
+    stop after the first tier or two.
+
     Memory: per thread, one batch of scores (``batch_size`` users x ``n_items`` float32,
     about 128 MB by default) and its selection, whatever the number of users.
 
@@ -203,6 +214,8 @@ def top_k_product(user_rows: np.ndarray, item_table: np.ndarray, users: np.ndarr
         item_table: ``(d, n_items)`` float32 columns.
         users, k, exclude, batch_size, progress: as for :func:`top_k`.
         threads: worker threads (default: one per core, at most one per batch).
+        head: items in the first tier (default :data:`_HEAD` where the catalogue has at
+            least four times as many and the norms are skewed; 0: score every item).
     """
     import threading
     from concurrent.futures import ThreadPoolExecutor
@@ -218,6 +231,12 @@ def top_k_product(user_rows: np.ndarray, item_table: np.ndarray, users: np.ndarr
     threads = threads or max(1, min(os.cpu_count() or 1, len(batches)))
     todo, lock = iter(progress_bar(batches, progress, desc="top-k", leave=False)), \
         threading.Lock()
+    tiers = _norm_tiers(item_table, _HEAD if head is None else head, skewed=head is None)
+    if tiers is not None:
+        tiers.table = np.ascontiguousarray(item_table[:, tiers.order])
+        if exclude is not None:  # the excluded items' columns in tier order
+            exclude = sp.csr_matrix((exclude.data, tiers.position[exclude.indices],
+                                     exclude.indptr), shape=exclude.shape)
 
     def work() -> None:
         buffer = np.empty((batches[0].stop - batches[0].start if batches else 0, n_items),
@@ -227,6 +246,10 @@ def top_k_product(user_rows: np.ndarray, item_table: np.ndarray, users: np.ndarr
                 sl = next(todo, None)
             if sl is None:
                 return
+            if tiers is not None:
+                out[sl] = _top_k_tiered(user_rows[sl], tiers, k, buffer,
+                                        None if exclude is None else exclude[users[sl]])
+                continue
             scores = buffer[: sl.stop - sl.start]
             np.matmul(user_rows[sl], item_table, out=scores)
             _select(out, sl, users, scores, k, exclude)
@@ -236,6 +259,80 @@ def top_k_product(user_rows: np.ndarray, item_table: np.ndarray, users: np.ndarr
         for future in [pool.submit(work) for _ in range(threads)]:
             future.result()
     return out
+
+
+class _Tiers:
+    """Items in tiers of decreasing norm: ``order`` (tier after tier, each tier ascending by
+    index, so that ties inside a tier still go to the lower index), ``position`` (an item's
+    place in ``order``), ``bounds`` (tier ``t`` is ``order[bounds[t]:bounds[t + 1]]``),
+    ``reach[t]`` (the largest norm from tier ``t`` on), ``table`` (the item table's columns
+    in ``order``, set by the caller)."""
+
+    def __init__(self, order: np.ndarray, bounds: list[int], reach: np.ndarray):
+        self.order, self.bounds, self.reach = order, bounds, reach
+        self.position = np.empty_like(order)
+        self.position[order] = np.arange(len(order))
+        self.table: np.ndarray | None = None
+
+
+def _norm_tiers(item_table: np.ndarray, head: int, skewed: bool) -> _Tiers | None:
+    """Tiers of ``head``, ``2 head``, ``4 head``, ... items by decreasing norm (the last
+    takes the rest), or ``None`` where tiers would not pay: ``head`` 0, a catalogue under
+    ``4 head`` items, or (``skewed``) norms past the first tier over half the largest, where
+    no user could skip a tier."""
+    n = item_table.shape[1]
+    if head <= 0 or n < 4 * head:
+        return None
+    norms = np.sqrt(np.einsum("dj,dj->j", item_table, item_table, dtype=np.float64))
+    by_norm = np.argsort(-norms, kind="stable")
+    if skewed and norms[by_norm[head]] > 0.5 * norms[by_norm[0]]:
+        return None
+    bounds, size = [0], head
+    while n - bounds[-1] >= 2 * size:  # the last tier is at least as wide as the one before
+        bounds.append(bounds[-1] + size)
+        size *= 2
+    bounds.append(n)
+    order = np.concatenate([np.sort(by_norm[lo:hi]) for lo, hi in zip(bounds, bounds[1:])])
+    return _Tiers(order, bounds, norms[by_norm[bounds[:-1]]])
+
+
+def _top_k_tiered(rows: np.ndarray, tiers: _Tiers, k: int, buffer: np.ndarray,
+                  exclude: sp.csr_matrix | None) -> np.ndarray:
+    """Top ``k`` item indices of ``rows @ item_table`` per row (``-1`` padding), tier by
+    tier (:func:`top_k_product`): after a tier, a row goes on only if the largest norm
+    left times its own norm, plus float32 rounding's bound on both sides, reaches its k-th
+    best score so far. ``exclude``: the rows' excluded items, in tier order. Same result as
+    scoring every item."""
+    n_rows, d = rows.shape
+    if k == 0:
+        return np.empty((n_rows, 0), np.int64)
+    row_norm = np.sqrt(np.einsum("ud,ud->u", rows, rows, dtype=np.float64))
+    # |fl(x . y) - x . y| <= d eps |x| |y| for float32 dot products of length d
+    rounding = 2 * d * float(np.finfo(np.float32).eps) * row_norm * tiers.reach[0]
+    seen = None if exclude is None else exclude.tocoo()
+    values = np.full((n_rows, k), -np.inf, np.float32)
+    items = np.full((n_rows, k), -1, np.int64)
+    live = np.arange(n_rows)
+    for t, (lo, hi) in enumerate(zip(tiers.bounds, tiers.bounds[1:])):
+        if t:
+            reach = row_norm[live] * tiers.reach[t] + 2 * rounding[live]
+            live = live[reach >= values[live, k - 1]]  # a -inf k-th score: always on
+            if not len(live):
+                break
+        scores = buffer.reshape(-1)[: len(live) * (hi - lo)].reshape(len(live), hi - lo)
+        np.matmul(rows[live], tiers.table[:, lo:hi], out=scores)
+        if seen is not None:
+            local = np.full(n_rows, -1, np.int64)
+            local[live] = np.arange(len(live))
+            at = (seen.col >= lo) & (seen.col < hi) & (local[seen.row] >= 0)
+            scores[local[seen.row[at]], seen.col[at] - lo] = -np.inf
+        picked = _top_k_rows(scores, k)
+        both_values = np.concatenate([values[live], np.take_along_axis(scores, picked, 1)], 1)
+        both_items = np.concatenate([items[live], tiers.order[lo + picked]], 1)
+        best = np.lexsort((both_items, -both_values), axis=1)[:, :k]
+        values[live] = np.take_along_axis(both_values, best, 1)
+        items[live] = np.take_along_axis(both_items, best, 1)
+    return np.where(np.isfinite(values), items, -1)
 
 
 def top_k_shared(item_scores: np.ndarray, users: np.ndarray, k: int,

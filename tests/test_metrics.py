@@ -162,6 +162,45 @@ def test_top_k_product_matches_brute_force(threads):
     assert out.tolist() == [expected[u] for u in users]
 
 
+@pytest.mark.parametrize("threads", [1, 3])
+@pytest.mark.parametrize("k", [0, 1, 10, 500])
+def test_top_k_product_by_norm_tiers_matches_brute_force(threads, k):
+    # items in tiers of 20, 40, 80, 160 and 400 by decreasing norm: long vectors for a few
+    # items (as popular movies have), integer entries so that ties are everywhere, one user
+    # who has seen nearly everything (fewer than k left) and one with a zero vector
+    rng = np.random.default_rng(11)
+    user_table = rng.integers(-2, 3, size=(50, 6)).astype(np.float32)
+    user_table[5] = 0.0
+    item_table = rng.integers(-2, 3, size=(6, 700)).astype(np.float32)
+    item_table[:, rng.choice(700, 60, replace=False)] *= 4
+    _, seen = tied_scores(50, 700, seed=12)
+    seen = seen.tolil()
+    seen[8, :695] = 1
+    seen = seen.tocsr()
+    users = np.array([3, 0, 49, 3, 1, 7, 8, 5])
+    expected = brute_force_top_k(user_table @ item_table, seen, k)
+    out = topk.top_k_product(user_table[users], item_table, users, k, seen, batch_size=3,
+                             threads=threads, head=20)
+    assert out.tolist() == [expected[u] for u in users]
+    assert out.shape == (len(users), k)
+
+
+def test_norm_tiers_skip_users_they_cannot_reach():
+    # one item far longer than the rest: every user's best is among the first tier and no
+    # later tier can reach it, so the later tiers are never scored
+    item_table = np.ones((2, 400), np.float32)
+    item_table[:, 123] = 100.0
+    tiers = topk._norm_tiers(item_table, 10, skewed=True)
+    assert tiers.bounds == [0, 10, 30, 70, 150, 400] and 123 in tiers.order[:10]
+    tiers.table = np.ascontiguousarray(item_table[:, tiers.order])
+    rows = np.ones((4, 2), np.float32)
+    buffer = np.full((4, 400), np.nan, np.float32)
+    out = topk._top_k_tiered(rows, tiers, 1, buffer, None)
+    assert out.ravel().tolist() == [123] * 4
+    assert np.isnan(buffer.reshape(-1)[4 * 10:]).all()  # nothing past the first tier
+    assert topk._norm_tiers(np.ones((2, 400), np.float32), 10, skewed=True) is None
+
+
 def test_top_k_never_writes_into_a_borrowed_score_array():
     table = np.arange(12, dtype=np.float32).reshape(3, 4)
     seen = sp.csr_matrix(np.eye(3, 4))
