@@ -1,9 +1,10 @@
 """The benchmark protocol (``docs/protocol.md``), in one place.
 
 Rating prediction: RMSE and MAE over every test pair (unknown users or movies fall back inside
-the model). Top-N at K: candidates are the train movies minus the user's train movies; relevant
-are the user's test movies rated >= 4.0 that occur in train; users with nothing relevant are
-skipped. ``recommender evaluate``, the notebooks and the comparison all call :func:`evaluate`.
+the model); a model that uses time (``uses_time``) is told each test rating's date. Top-N at
+K: candidates are the train movies minus the user's train movies; relevant are the user's
+test movies rated >= 4.0 that occur in train; users with nothing relevant are skipped.
+``recommender evaluate``, the notebooks and the comparison all call :func:`evaluate`.
 """
 
 from __future__ import annotations
@@ -70,7 +71,10 @@ def evaluate(model: Recommender, test: pd.DataFrame, k: int = 10,
     out: dict = {}
     predictions = None
     if model.predicts_ratings:
-        pred = model.predict(test["userId"].to_numpy(), test["movieId"].to_numpy())
+        # the date of each test rating, for the models that read it (``uses_time``) only
+        times = (test["timestamp"].to_numpy()
+                 if model.uses_time and "timestamp" in test else None)
+        pred = model.predict(test["userId"].to_numpy(), test["movieId"].to_numpy(), times)
         predictions = test[["userId", "movieId", "rating"]].assign(prediction=pred)
         out["rmse"] = metrics.rmse(test["rating"], pred)
         out["mae"] = metrics.mae(test["rating"], pred)

@@ -40,6 +40,7 @@ MODELS: dict[str, str] = {
     "softmax-dnn": "recommender.models.softmax_dnn:SoftmaxDNN",
     "bpmf": "recommender.models.bpmf:BPMF",
     "neighbourhood": "recommender.models.neighbourhood:Neighbourhood",
+    "time-biases": "recommender.models.time_biases:TimeBiases",
     "blend": "recommender.models.blend:Blend",
 }
 

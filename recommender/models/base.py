@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from recommender.core.errors import UsageError
 from recommender.data.preprocessing import Encoded, IdEncoder, Interactions
 from recommender.models.artifacts import write_artifact
 from recommender.models.settings import NoSettings
@@ -54,6 +55,20 @@ def table_fingerprint(table: pd.DataFrame | None) -> str:
             values = values.astype(str)
         digest.update(pd.util.hash_pandas_object(values, index=False).to_numpy().tobytes())
     return digest.hexdigest()[:16]
+
+
+def _timestamps(times, n: int) -> np.ndarray:
+    """``times`` as ``n`` int64 Unix seconds, 0 where the date is unknown (``None``: all)."""
+    if times is None:
+        return np.zeros(n, np.int64)
+    values = np.asarray(times)
+    if values.shape != (n,) or not (np.issubdtype(values.dtype, np.integer)
+                                    or np.issubdtype(values.dtype, np.floating)):
+        raise UsageError(f"times must be {n} numbers, one Unix timestamp per pair, not "
+                         f"{values.dtype} of shape {values.shape}")
+    if not np.isfinite(values).all() or (values < 0).any():
+        raise UsageError("times must be Unix timestamps >= 0 (0: unknown)")
+    return values.astype(np.int64)
 
 
 class Context(dict):
@@ -93,6 +108,9 @@ class Recommender(Encoded):
 
     name: ClassVar[str] = "base"
     predicts_ratings: ClassVar[bool] = False
+    # whether predict reads the date of the rating it predicts (``times``): the evaluation
+    # protocol passes the test ratings' timestamps to such models only
+    uses_time: ClassVar[bool] = False
     folds_in: ClassVar[bool] = False  # whether score_history serves users outside train
     # False: a movie outside train scores -inf in score_history (the model cannot recommend
     # it), so the cold-movie protocol knows the model's answer without fitting it.
@@ -147,20 +165,30 @@ class Recommender(Encoded):
         if self.items is None:
             raise RuntimeError(f"{self.name}: call fit() or load() first")
 
-    def predict(self, users, movies) -> np.ndarray:
+    def predict(self, users, movies, times=None) -> np.ndarray:
         """Predicted ratings for raw ``(userId, movieId)`` pairs, clipped to the rating scale.
 
         Users or movies unseen in train fall back to what the model knows (biases, the global
-        mean); they never raise.
+        mean); they never raise. ``times`` are the Unix timestamps (seconds) of the ratings to
+        predict, read only by models that use time (:attr:`uses_time`); ``None``, or a
+        timestamp of 0 (what :func:`~recommender.data.read_ratings` writes for a file without
+        dates), stands for the user's last train date, which is what the server asks about.
         """
         self._check_fitted()
         if not self.predicts_ratings:
             raise TypeError(f"{self.name} ranks movies but does not predict ratings")
         u = self.users.encode(np.asarray(users), unknown="missing")
         i = self.items.encode(np.asarray(movies), unknown="missing")
-        return np.clip(self._predict(u, i), *self.rating_scale).astype(np.float32)
+        if self.uses_time:
+            raw = self._predict(u, i, _timestamps(times, len(u)))
+        else:
+            raw = self._predict(u, i)
+        return np.clip(raw, *self.rating_scale).astype(np.float32)
 
-    def _predict(self, user_index: np.ndarray, item_index: np.ndarray) -> np.ndarray:
+    def _predict(self, user_index: np.ndarray, item_index: np.ndarray,
+                 times: np.ndarray | None = None) -> np.ndarray:
+        """Ratings for index pairs (``-1``: unseen in train); models that use time also get
+        ``times``, int64 Unix seconds with 0 for "the user's last train date"."""
         raise NotImplementedError
 
     def extra_metrics(self, test: pd.DataFrame) -> dict[str, float]:
