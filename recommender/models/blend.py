@@ -110,6 +110,8 @@ class Blend(Recommender):
         self.members: dict[str, Recommender] = {}
         # a blend folds in when every list member does (the class, unconfigured, does not)
         self.folds_in = all(model_class(n).folds_in for n in self.settings.list_members)
+        # and reads the rating's date when a rating member does (it passes the dates on)
+        self.uses_time = any(model_class(n).uses_time for n in self.settings.rating_members)
 
     def _names(self) -> list[str]:
         s = self.settings
@@ -158,9 +160,9 @@ class Blend(Recommender):
                         ) -> tuple[np.ndarray, dict[str, float]]:
         """Ridge weights of the stacking and the validation RMSE of each member and of it."""
         users, movies = held["userId"].to_numpy(), held["movieId"].to_numpy()
-        target = held["rating"].to_numpy(np.float64)
+        times, target = held["timestamp"].to_numpy(), held["rating"].to_numpy(np.float64)
         some = inner[self.settings.rating_members[0]]
-        predictions = [inner[n].predict(users, movies).astype(np.float64)
+        predictions = [inner[n].predict(users, movies, times).astype(np.float64)
                        for n in self.settings.rating_members]
         x = self._features(predictions, some.users.encode(users, unknown="missing"),
                            some.items.encode(movies, unknown="missing"), counts)
@@ -208,10 +210,11 @@ class Blend(Recommender):
 
     # -- answers ---------------------------------------------------------------------------
 
-    def _predict(self, user_index: np.ndarray, item_index: np.ndarray) -> np.ndarray:
+    def _predict(self, user_index: np.ndarray, item_index: np.ndarray,
+                 times: np.ndarray | None = None) -> np.ndarray:
         users = np.where(user_index >= 0, self.users.ids[np.maximum(user_index, 0)], -1)
         movies = np.where(item_index >= 0, self.items.ids[np.maximum(item_index, 0)], -1)
-        predictions = [self.members[n].predict(users, movies).astype(np.float64)
+        predictions = [self.members[n].predict(users, movies, times).astype(np.float64)
                        for n in self.settings.rating_members]
         return self._features(predictions, user_index, item_index, self.counts
                               ) @ self.coefficients

@@ -162,3 +162,28 @@ def test_a_big_release_runs_each_model_with_its_large_data_settings():
     assert quick_settings("ease", False, large=True)["rank"] > 0  # low-rank EASE on big data
     assert settings_for("ease", {"ease": {"rank": 8}}, False, large=True)["rank"] == 8
     assert not scales("softmax")  # a dense Gram matrix of the catalogue
+
+
+def test_the_test_ratings_dates_go_to_the_models_that_use_time_only(synthetic_small,
+                                                                    monkeypatch):
+    """A model that says it reads time (``uses_time``) is asked about each test rating at its
+    timestamp; any other model's ``_predict`` is called as before, without dates."""
+    from recommender.data.splits import per_user_split
+    from recommender.models.baselines import Biases
+
+    train, test = per_user_split(synthetic_small.ratings, 0.2, seed=0)
+    asked = []
+    original = Biases._predict
+
+    def records_times(self, user_index, item_index, *times):
+        asked.append(times)
+        return original(self, user_index, item_index)
+
+    monkeypatch.setattr(Biases, "_predict", records_times)
+    fitted = make_model("baseline").fit(train)
+    plain = evaluate(fitted, test).metrics["rmse"]
+    monkeypatch.setattr(Biases, "uses_time", True)
+    timed = evaluate(fitted, test).metrics["rmse"]
+    assert asked[0] == ()
+    np.testing.assert_array_equal(asked[1][0], test["timestamp"].to_numpy())
+    assert plain == timed  # the biases ignore the dates they are given

@@ -26,9 +26,9 @@ class SpyBiases(Biases):
         SpyBiases.seen_tables.append(set(zip(train["userId"], train["movieId"])))
         return super().fit(train, movies, tags, **options)
 
-    def predict(self, users, movies):
+    def predict(self, users, movies, times=None):
         SpyBiases.seen_tables.append(set(zip(np.asarray(users), np.asarray(movies))))
-        return super().predict(users, movies)
+        return super().predict(users, movies, times)
 
 
 @pytest.fixture(scope="module")
@@ -119,3 +119,24 @@ def test_a_blend_of_bpmf_and_the_biases_predicts_better_than_the_biases(split):
             for name, model in [("blend", blend), *blend.members.items()]
             if model.predicts_ratings}
     assert rmse["blend"] < rmse["baseline"] - 0.02, rmse
+
+
+def test_a_blend_with_a_time_aware_member_passes_the_dates_on(split):
+    """The stacking is learned on the slice's dates and applied at the dates asked about;
+    without dates the member answers for each user's last train date."""
+    train, test = split
+    blend = make_model("blend", rating_members=("time-biases", "baseline"),
+                       list_members=("popularity",)).fit(train)
+    assert blend.uses_time and not make_model("blend").uses_time
+    users, movies, times = test["userId"], test["movieId"], test["timestamp"]
+    member = blend.members["time-biases"]
+    for when in (times, None):
+        stacked = np.column_stack(
+            [np.ones(len(test)), member.predict(users, movies, when),
+             blend.members["baseline"].predict(users, movies),
+             np.log1p(users.map(train["userId"].value_counts())),
+             np.log1p(movies.map(train["movieId"].value_counts()).fillna(0))]
+        ) @ blend.coefficients
+        np.testing.assert_allclose(blend.predict(users, movies, when),
+                                   np.clip(stacked, *blend.rating_scale), atol=1e-5)
+    assert not np.allclose(blend.predict(users, movies, times), blend.predict(users, movies))
