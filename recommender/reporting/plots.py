@@ -38,6 +38,7 @@ MODEL_COLOURS = {
     "random": "#c8c8c8",
     "global-mean": "#a0a0a0",
     "baseline": "#000000",
+    "time-biases": "#2f4f4f",
     "popularity": "#9a6324",
     "weighted-popularity": "#c8a600",
     "ease": "#4363d8",
