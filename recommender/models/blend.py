@@ -44,7 +44,7 @@ _MOST_USERS = 2_000  # held-out users the list weights are chosen on (bounds the
 class BlendSettings(Settings):
     """Settings of :class:`Blend` (members chosen on validation slices of train)."""
 
-    rating_members: Names = Field(("bpmf", "multitask", "regression"), min_length=1,
+    rating_members: Names = Field(("bpmf", "multitask", "time-biases"), min_length=1,
                                   description="models whose predicted ratings are stacked")
     list_members: Names = Field(("dlae", "multitask"), min_length=1,
                                 description="models whose z-scored scores are summed")
