@@ -127,7 +127,7 @@ def test_a_blend_with_a_time_aware_member_passes_the_dates_on(split):
     train, test = split
     blend = make_model("blend", rating_members=("time-biases", "baseline"),
                        list_members=("popularity",)).fit(train)
-    assert blend.uses_time and not make_model("blend").uses_time
+    assert blend.uses_time and not make_model("blend", rating_members=("bpmf",)).uses_time
     users, movies, times = test["userId"], test["movieId"], test["timestamp"]
     member = blend.members["time-biases"]
     for when in (times, None):
