@@ -107,7 +107,7 @@ class _Terms:
         return mu + np.where(known_u, user_terms, 0.0) + np.where(known_i, item_terms, 0.0)
 
 
-def fit_terms(data: Interactions, mu: float, s: TimeBiasesSettings) -> _Terms:
+def _fit_terms(data: Interactions, mu: float, s: TimeBiasesSettings) -> _Terms:
     """The terms of the module docstring by ``s.sweeps`` rounds of alternating least squares:
     each round solves for ``b_i``, ``b_{i,bin}``, ``b_u``, ``alpha_u`` and ``b_{u,day}`` in
     turn, each a ridge regression in closed form given the others."""
@@ -161,11 +161,9 @@ class TimeBiases(Recommender):
     folds_in = True
 
     def _fit(self, data: Interactions, context: Context) -> None:
-        self.terms = fit_terms(data, self.global_mean, self.settings)
+        self.terms = _fit_terms(data, self.global_mean, self.settings)
 
-    def _predict(self, user_index, item_index, times=None):
-        if times is None:
-            times = np.zeros(len(user_index), np.int64)
+    def _predict(self, user_index, item_index, times):
         return self.terms.rate(self.global_mean, user_index, item_index, times)
 
     def _item_table(self) -> np.ndarray:

@@ -81,7 +81,7 @@ def test_the_fit_solves_its_least_squares_problem(planted):
     u = model.users.encode(train["userId"].to_numpy())
     i = model.items.encode(train["movieId"].to_numpy())
     times = train["timestamp"].to_numpy()
-    residual = train["rating"].to_numpy(np.float64) - model._predict(u, i, times)
+    residual = train["rating"].to_numpy(np.float64) - t.rate(model.global_mean, u, i, times)
     np.testing.assert_allclose(np.bincount(i, residual, model.n_items),
                                s.reg_item * t.item_bias, atol=2e-3)
     np.testing.assert_allclose(np.bincount(u, residual * t.deviation(u, times), len(model.users)),
