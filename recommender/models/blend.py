@@ -11,10 +11,13 @@ held-out share:
   catalogue, the first member weighing 1 and each other's weight picked from
   :data:`WEIGHT_GRID` by NDCG@10 of the held-out liked movies (coordinate ascent, two rounds).
 
-The members are then refitted on all of train with the same settings and seed, and the learned
-weights applied to them. The test file is never read: every weight comes from the slice of
-train. A blend is saved as one artifact holding its members'. Settings and measurements:
-``docs/models/blend.md``.
+The members are then refitted on all of train with the same seed, and the learned weights
+applied to them. A member that early-stops on a holdout of its own (a model of the shared
+training loop with ``refit``) does it once, on the carve, keeping its best epoch's weights
+there, and is refitted on all of train for that epoch count without a holdout: the one run
+its own refit would have made, without the early-stopped run before it. The test file is
+never read: every weight comes from the slice of train. A blend is saved as one artifact
+holding its members'. Settings and measurements: ``docs/models/blend.md``.
 """
 
 from __future__ import annotations
@@ -94,6 +97,27 @@ def _ratings_table(data: Interactions) -> pd.DataFrame:
                          "rating": data.rating, "timestamp": data.timestamp})
 
 
+def _refits(name: str) -> bool:
+    """Whether model ``name``, by default, early-stops on a holdout of its own and then
+    retrains on all it was given for the epoch count chosen (``refit``)."""
+    defaults = model_class(name).Settings()
+    return bool(getattr(defaults, "refit", False) and getattr(defaults, "validation", 0))
+
+
+def _carve_run(name: str) -> dict[str, bool]:
+    """Settings for a member fitted on the carve: one that early-stops keeps its best
+    epoch's weights instead of retraining on the whole carve (the blend refits after)."""
+    return {"refit": False} if _refits(name) else {}
+
+
+def _final_run(name: str, carved: Recommender) -> dict[str, float | int]:
+    """Settings for a member's fit on all of train: one that early-stopped on the carve
+    trains once for the epoch count it chose there, instead of carving a holdout of its
+    own and early-stopping again (the one run its own refit would have made)."""
+    return ({"validation": 0.0, "epochs": int(carved.meta["best_epoch"])} if _refits(name)
+            else {})
+
+
 class Blend(Recommender):
     """Stacks rating models and sums z-scored list models, weights learned on validation.
 
@@ -122,7 +146,7 @@ class Blend(Recommender):
         train = _ratings_table(data)
         fit, held = validation_split(train, s.validation, seed=self.seed)
         tags = context.tags
-        inner = {name: make_model(name, seed=self.seed).fit(
+        inner = {name: make_model(name, seed=self.seed, **_carve_run(name)).fit(
                      fit, movies=context.movies, tags=known_tags(tags, fit, held))
                  for name in self._names()}
         counts = (np.asarray(self.seen.sum(axis=1)).ravel(),
@@ -132,7 +156,8 @@ class Blend(Recommender):
                       np.asarray(fit_seen.sum(axis=0)).ravel())
         self.coefficients, rating_validation = self._learn_stacking(inner, fit_counts, held)
         self.list_weights, list_validation = self._learn_list_weights(inner, held)
-        self.members = {name: make_model(name, seed=self.seed).fit(
+        self.members = {name: make_model(name, seed=self.seed,
+                                         **_final_run(name, inner[name])).fit(
                             train, movies=context.movies, tags=tags)
                         for name in self._names()}
         self.counts = counts
