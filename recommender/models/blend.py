@@ -23,6 +23,8 @@ holding its members'. Settings and measurements: ``docs/models/blend.md``.
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -34,7 +36,7 @@ from recommender.data.preprocessing import Interactions
 from recommender.data.splits import known_tags, validation_split
 from recommender.models import MODELS, make_model, model_class, model_summary
 from recommender.models.base import Context, Recommender
-from recommender.models.settings import Names, Settings
+from recommender.models.settings import Names, Settings, TowerSettings
 from recommender.topk import top_k
 
 __all__ = ["Blend", "BlendSettings", "WEIGHT_GRID", "zscore"]
@@ -146,9 +148,8 @@ class Blend(Recommender):
         train = _ratings_table(data)
         fit, held = validation_split(train, s.validation, seed=self.seed)
         tags = context.tags
-        inner = {name: make_model(name, seed=self.seed, **_carve_run(name)).fit(
-                     fit, movies=context.movies, tags=known_tags(tags, fit, held))
-                 for name in self._names()}
+        inner = self._fit_members(fit, context.movies, known_tags(tags, fit, held),
+                                  _carve_run)
         counts = (np.asarray(self.seen.sum(axis=1)).ravel(),
                   np.asarray(self.seen.sum(axis=0)).ravel())
         fit_seen = inner[s.list_members[0]].seen
@@ -156,10 +157,8 @@ class Blend(Recommender):
                       np.asarray(fit_seen.sum(axis=0)).ravel())
         self.coefficients, rating_validation = self._learn_stacking(inner, fit_counts, held)
         self.list_weights, list_validation = self._learn_list_weights(inner, held)
-        self.members = {name: make_model(name, seed=self.seed,
-                                         **_final_run(name, inner[name])).fit(
-                            train, movies=context.movies, tags=tags)
-                        for name in self._names()}
+        self.members = self._fit_members(train, context.movies, tags,
+                                         lambda name: _final_run(name, inner[name]))
         self.counts = counts
         self.meta.update(
             validation_rmse=rating_validation, validation_ndcg=list_validation,
@@ -169,6 +168,26 @@ class Blend(Recommender):
             members=json.loads(json.dumps({n: {"settings": m.contents()[0],
                                                "meta": m.contents()[2]}
                                            for n, m in self.members.items()})))
+
+    def _fit_members(self, train: pd.DataFrame, movies: pd.DataFrame | None,
+                     tags: pd.DataFrame | None, settings: Callable[[str], dict]
+                     ) -> dict[str, Recommender]:
+        """Every member, made with ``settings(name)`` and the blend's seed, fitted on
+        ``train``. Members outside the shared training loop (``bpmf``, ``dlae``: NumPy with
+        generators of their own) fit in a second thread beside those on it, which seed
+        TensorFlow's global state and so fit one at a time in this one: the same models as
+        one after another, in about the time of the longer of the two queues on 2 cores."""
+        def fit(name: str) -> Recommender:
+            return make_model(name, seed=self.seed, **settings(name)).fit(
+                train, movies=movies, tags=tags)
+
+        names = self._names()
+        beside = [n for n in names if not issubclass(model_class(n).Settings, TowerSettings)]
+        with ThreadPoolExecutor(1, thread_name_prefix="blend-member") as pool:
+            futures = {name: pool.submit(fit, name) for name in beside}
+            fitted = {name: fit(name) for name in names if name not in futures}
+            fitted.update({name: future.result() for name, future in futures.items()})
+        return {name: fitted[name] for name in names}
 
     def _features(self, predictions: list[np.ndarray], user_index: np.ndarray,
                   item_index: np.ndarray, counts: tuple[np.ndarray, np.ndarray]) -> np.ndarray:

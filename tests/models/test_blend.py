@@ -3,6 +3,8 @@ every table it is fitted on and asked about), the stacking is the ridge solution
 slice, the list weights come from the grid, and members are named as registered models.
 What every model does (save/load, fold-in, settings) is in test_contract.py."""
 
+import threading
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -163,3 +165,32 @@ def test_a_member_that_early_stops_does_it_once_and_refits_for_the_carve_epoch_c
     assert blend.members["quick-regression"] is final
     # models without early stopping (ease) are fitted with their shipped settings both times
     assert [m.settings for m in made if m.name == "ease"] == [make_model("ease").settings] * 2
+
+
+def test_members_outside_the_training_loop_fit_beside_it_with_the_same_result(
+        split, spy, monkeypatch):
+    """The NumPy member fits in a second thread, the TensorFlow one in this thread (the
+    shared loop seeds TensorFlow globally, one fit at a time); the blend is the same as
+    with every member fitted one after another."""
+    monkeypatch.setitem(MODELS, "quick-regression", f"{__name__}:QuickRegression")
+    threads = {}
+    for cls in (SpyBiases, QuickRegression):
+        def fit(self, *args, _fit=cls.fit, **kwargs):
+            threads[self.name] = threading.current_thread().name
+            return _fit(self, *args, **kwargs)
+        monkeypatch.setattr(cls, "fit", fit)
+    train, test = split
+    members = {"rating_members": ("quick-regression", "spy"), "list_members": ("ease",)}
+    beside = blend_module.Blend(seed=2, **members).fit(train)
+    assert threads["spy"].startswith("blend-member")
+    assert threads["quick-regression"] == threading.current_thread().name
+
+    def one_after_another(self, table, movies, tags, settings):
+        return {name: make_model(name, seed=self.seed, **settings(name)).fit(
+                    table, movies=movies, tags=tags) for name in self._names()}
+
+    monkeypatch.setattr(blend_module.Blend, "_fit_members", one_after_another)
+    serial = blend_module.Blend(seed=2, **members).fit(train)
+    np.testing.assert_array_equal(beside.coefficients, serial.coefficients)
+    np.testing.assert_array_equal(beside.predict(test["userId"], test["movieId"]),
+                                  serial.predict(test["userId"], test["movieId"]))
