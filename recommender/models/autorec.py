@@ -40,6 +40,7 @@ from recommender.models.training import History
 __all__ = ["AutoRec", "AutoRecSettings", "MovieBatches"]
 
 _BIASES = BiasesSettings()  # the baseline's shrinkage: the `baseline` model's defaults
+_PAIRS = 2**16  # pairs predicted at once (each copies two hidden vectors)
 _ACTIVATIONS: dict[str, Callable[[tf.Tensor], tf.Tensor]] = {
     "sigmoid": tf.sigmoid, "tanh": tf.tanh, "elu": tf.nn.elu, "relu": tf.nn.relu,
     "identity": tf.identity}
@@ -178,7 +179,7 @@ class AutoRec(TowerModel):
         """The users x movies ``ratings`` as the network's movies x users input: less the
         biases fitted last (:meth:`_targets`) with ``baseline``."""
         coo = ratings.tocoo()
-        value = coo.data - self._base(coo.row, coo.col) if self.settings.baseline else coo.data
+        value = coo.data - self._base(coo.row, coo.col)
         return sp.csr_matrix((value.astype(np.float32), (coo.col, coo.row)),
                              shape=(self.n_items, self.n_users))
 
@@ -197,9 +198,11 @@ class AutoRec(TowerModel):
         unseen in train (-1) gets the biases (the global mean without ``baseline``)."""
         known = (user_index >= 0) & (item_index >= 0)
         u, i = np.maximum(user_index, 0), np.maximum(item_index, 0)
-        decoder = self.module.decoder.numpy()
-        net = (np.einsum("nk,kn->n", hidden[i], decoder[:, u])
-               + self.module.decoder_bias.numpy()[u])
+        decoder = self.module.decoder.numpy().T  # (users, hidden)
+        net = self.module.decoder_bias.numpy()[u]
+        for lo in range(0, len(u), _PAIRS):
+            pick = slice(lo, lo + _PAIRS)
+            net[pick] += np.einsum("nk,nk->n", hidden[i[pick]], decoder[u[pick]])
         fallback = 0.0 if self.settings.baseline else self.global_mean
         return self._base(user_index, item_index) + np.where(known, net, fallback)
 
