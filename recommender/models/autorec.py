@@ -57,7 +57,7 @@ class AutoRecSettings(TowerSettings):
     dropout: float = Field(0.25, ge=0, lt=1, description="share of a movie's observed ratings "
                            "dropped from its input per step (the loss keeps them)")
     baseline: bool = Field(True, description="learn what the user and movie biases leave "
-                           "over (False: raw ratings, as the paper)")
+                           "over (false: raw ratings, as the paper)")
     batch_size: int = Field(256, ge=1, description="movies per step")
     epochs: int = Field(200, ge=1, description="most epochs; early stopping picks the count")
     learning_rate: float = Field(3e-4, gt=0, description="Adam's step size")
