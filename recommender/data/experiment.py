@@ -7,22 +7,28 @@ evaluate on identical train/test tables.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from recommender.core.config import data_dir as resolve_data_dir
 from recommender.data.releases import MovieLens, load_movielens
 
 __all__ = ["Experiment", "load_experiment", "QUICK_SYNTHETIC", "benchmark_split_dir",
-           "LARGE_RELEASE_RATINGS"]
+           "LARGE_RELEASE_RATINGS", "ANALYSIS_TRAIN_RATINGS"]
 
 # Small enough for a notebook to run in seconds, big enough for the models to learn something.
 QUICK_SYNTHETIC = {"n_users": 300, "n_movies": 400, "n_ratings": 15_000}
 # A release with at least this many ratings is big (ml-1m and up; ml-100k and ml-latest-small
 # are not): the notebooks then run the models' ``large_data`` settings.
 LARGE_RELEASE_RATINGS = 500_000
+# On a big release the analysis sections (variants of a model fitted side by side, the
+# cold-start protocols, the origin system's preset) run on a seeded sample of users holding
+# about this many train ratings, ml-1m's size; the shipped models are fitted and compared on all
+# of it. Each such section then costs what it costs on ml-1m, whatever the release.
+ANALYSIS_TRAIN_RATINGS = 1_000_000
 
 
 @dataclass
@@ -36,6 +42,7 @@ class Experiment:
     split: str
     seed: int
     large: bool = False  # a big release: models run with their ``large_data`` settings
+    sample: str = ""  # set on an analysis sample: which users it holds
 
     @property
     def movies(self) -> pd.DataFrame:
@@ -44,7 +51,29 @@ class Experiment:
     def summary(self) -> dict:
         return {"dataset": self.dataset, "split": self.split, "seed": self.seed,
                 "train_ratings": len(self.train), "test_ratings": len(self.test),
-                **({"settings": "large_data (a big release)"} if self.large else {})}
+                **({"settings": "large_data (a big release)"} if self.large else {}),
+                **({"analysis_sample": self.sample} if self.sample else {})}
+
+    def analysis_sample(self, train_ratings: int | None = None) -> Experiment:
+        """The experiment on the users of a sample drawn with its seed, taken in random order
+        until they hold ``train_ratings`` train ratings (None: :data:`ANALYSIS_TRAIN_RATINGS`;
+        all their train, test and release ratings kept), or this experiment itself when it is
+        not a big release or its train is no larger. What a big release's analysis sections
+        run on."""
+        train_ratings = ANALYSIS_TRAIN_RATINGS if train_ratings is None else train_ratings
+        if not self.large or len(self.train) <= train_ratings:
+            return self
+        counts = self.train["userId"].value_counts()
+        users = np.random.default_rng(self.seed).permutation(counts.index.to_numpy())
+        held = np.cumsum(counts.reindex(users).to_numpy())
+        users = users[:int(np.searchsorted(held, train_ratings)) + 1]
+        data = replace(self.data, ratings=self.data.ratings[
+            self.data.ratings["userId"].isin(users)].reset_index(drop=True))
+        part = {name: table[table["userId"].isin(users)].reset_index(drop=True)
+                for name, table in (("train", self.train), ("test", self.test))}
+        sample = (f"{len(users):,} of {len(counts):,} users drawn with seed {self.seed} "
+                  f"({len(part['train']):,} train ratings)")
+        return replace(self, data=data, sample=sample, **part)
 
 
 def benchmark_split_dir(dataset: str, data_root: Path) -> Path | None:

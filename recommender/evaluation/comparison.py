@@ -44,6 +44,8 @@ class Comparison:
         activity: ``model``, ``activity`` (train ratings of the user, bucketed), ``ratings``,
             ``rmse``; rating models only.
         baselines: the best baseline for top-N (by NDCG) and for ratings (by RMSE), or None.
+        squared_errors: one column per rating model, the squared error of each test rating
+            (in the test table's order), for paired tests between any two rating models.
     """
 
     table: pd.DataFrame
@@ -51,6 +53,7 @@ class Comparison:
     curves: pd.DataFrame
     activity: pd.DataFrame
     baselines: dict[str, str | None]
+    squared_errors: pd.DataFrame
 
     def records(self) -> list[dict]:
         """The table as a list of row dicts (what ``reports/metrics`` and the index keep)."""
@@ -110,15 +113,17 @@ def paired_p_value(a, b, test: Literal["wilcoxon", "t"] = "wilcoxon") -> float:
     return float(result.pvalue)
 
 
-def precision_recall_at_k(model: Recommender, test: pd.DataFrame,
-                          max_k: int = 50) -> pd.DataFrame:
+def precision_recall_at_k(model: Recommender, test: pd.DataFrame, max_k: int = 50,
+                          ranked: np.ndarray | None = None) -> pd.DataFrame:
     """Mean precision and recall at K = 1..``max_k`` from one top-``max_k`` list per user.
 
     Uses the protocol of :func:`recommender.evaluation.evaluate` (same candidates, relevant
     movies and evaluated users), so the row at K = 10 equals its precision@10 and recall@10.
+    ``ranked``: those lists when already made (``evaluate(..., depth=max_k).recommended``).
     """
     users, relevant = relevance_matrix(model, test)
-    ranked = model.top_k(users, max_k)
+    if ranked is None:
+        ranked = model.top_k(users, max_k)
     rows = []
     for k in range(1, max_k + 1):
         at_k = ranking_metrics(ranked, relevant, k)
@@ -231,11 +236,12 @@ def compare(names: list[str] | None, train: pd.DataFrame, test: pd.DataFrame,
     rows, per_user, curves, predictions = [], [], [], []
     for name in names:
         model, result = fit_and_evaluate(name, train, test, movies=movies, tags=tags,
-                                         seed=seed, k=k, cache_dir=cache_dir,
+                                         seed=seed, k=k, cache_dir=cache_dir, depth=max_k,
                                          **settings_for(name, params, quick, large))
         rows.append({**result.row(), "model": name, **_intervals(result, k, n_resamples, seed)})
         per_user.append(result.per_user.assign(model=name))
-        curves.append(precision_recall_at_k(model, test, max_k).assign(model=name))
+        curves.append(precision_recall_at_k(model, test, max_k, result.recommended)
+                      .assign(model=name))
         if result.predictions is not None:
             predictions.append(result.predictions.assign(model=name))
 
@@ -250,4 +256,5 @@ def compare(names: list[str] | None, train: pd.DataFrame, test: pd.DataFrame,
                 if predictions else pd.DataFrame(columns=["model", "activity", "ratings", "rmse"]))
     return Comparison(table[_column_order(table.columns, k)], per_user_table,
                       pd.concat(curves, ignore_index=True)[["model", "k", "precision", "recall"]],
-                      activity, {"top_n": top_n, "rating": rating})
+                      activity, {"top_n": top_n, "rating": rating},
+                      pd.DataFrame(squared, index=test.index))

@@ -64,10 +64,18 @@ def relevance_matrix(model: Recommender, test: pd.DataFrame,
 
 
 def evaluate(model: Recommender, test: pd.DataFrame, k: int = 10,
-             threshold: float = RELEVANT_RATING, progress: bool = False) -> Evaluation:
-    """Evaluate a fitted model on a test ratings table with the benchmark protocol."""
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise UsageError(f"k (the list length) must be a whole number >= 1, not {k!r}")
+             threshold: float = RELEVANT_RATING, progress: bool = False,
+             depth: int | None = None) -> Evaluation:
+    """Evaluate a fitted model on a test ratings table with the benchmark protocol.
+
+    ``depth`` (at least ``k``; default ``k``): how many movies the one top-K pass ranks per
+    user; :attr:`Evaluation.recommended` keeps them all, so measures at longer lists (the
+    comparison's precision and recall curves) need no second pass over the catalogue. The
+    metrics are those of the first ``k``, which are the top-``k`` list itself."""
+    for name, value in (("k (the list length)", k), ("depth", k if depth is None else depth)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise UsageError(f"{name} must be a whole number >= 1, not {value!r}")
+    depth = k if depth is None else max(k, depth)
     out: dict = {}
     predictions = None
     if model.predicts_ratings:
@@ -82,15 +90,16 @@ def evaluate(model: Recommender, test: pd.DataFrame, k: int = 10,
 
     users, relevant = relevance_matrix(model, test, threshold)
     start = time.perf_counter()
-    recommended = model.top_k(users, k, progress=progress)
+    recommended = model.top_k(users, depth, progress=progress)
     out["score_seconds"] = time.perf_counter() - start
-    per_user = metrics.ranking_metrics(recommended, relevant, k)
+    listed = recommended[:, :k]
+    per_user = metrics.ranking_metrics(listed, relevant, k)
     for name, values in per_user.items():
         out[f"{name}@{k}"] = float(np.mean(values)) if len(values) else float("nan")
-    out[f"coverage@{k}"] = metrics.coverage(recommended, model.n_items)
+    out[f"coverage@{k}"] = metrics.coverage(listed, model.n_items)
     counts = np.asarray(model.seen.sum(axis=0)).ravel()
-    out["novelty"] = metrics.novelty(recommended, counts, len(model.users))
-    out["top1pct_share"] = metrics.popular_share(recommended, counts)
+    out["novelty"] = metrics.novelty(listed, counts, len(model.users))
+    out["top1pct_share"] = metrics.popular_share(listed, counts)
     out["users"] = int(len(users))
     table = pd.DataFrame({"userId": model.users.decode(users), **per_user})
     return Evaluation(model.name, out, table, recommended, predictions)
@@ -119,7 +128,7 @@ def _cached(path: Path, fresh: Recommender, train: pd.DataFrame,
 def fit_and_evaluate(name: str, train: pd.DataFrame, test: pd.DataFrame,
                      movies: pd.DataFrame | None = None, tags: pd.DataFrame | None = None,
                      seed: int = 0, k: int = 10, cache_dir: str | Path | None = None,
-                     **settings) -> tuple[Recommender, Evaluation]:
+                     depth: int | None = None, **settings) -> tuple[Recommender, Evaluation]:
     """Make the registered model ``name``, fit it on ``train`` (timed) and evaluate on ``test``.
 
     The model sees only the tags it could know at training time (:func:`splits.known_tags`:
@@ -127,7 +136,7 @@ def fit_and_evaluate(name: str, train: pd.DataFrame, test: pd.DataFrame,
     ``cache_dir``, a model saved at ``cache_dir/name`` with the same settings, seed, training
     data and side tables (the movies and tags its fit read) is loaded instead of refitted (its
     recorded fit time is reported), and a freshly fitted model is saved there. Notebooks share
-    trained models this way.
+    trained models this way. ``depth``: as in :func:`evaluate`.
     """
     tags = splits.known_tags(tags, train, test)
     model = make_model(name, seed=seed, **settings)
@@ -139,7 +148,7 @@ def fit_and_evaluate(name: str, train: pd.DataFrame, test: pd.DataFrame,
         model.fit(train, movies=movies, tags=tags)
         if path:
             model.save(path)
-    result = evaluate(model, test, k=k)
+    result = evaluate(model, test, k=k, depth=depth)
     result.metrics = {"fit_seconds": model.meta["fit_seconds"], **result.metrics}
     return model, result
 

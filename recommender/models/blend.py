@@ -11,15 +11,20 @@ held-out share:
   catalogue, the first member weighing 1 and each other's weight picked from
   :data:`WEIGHT_GRID` by NDCG@10 of the held-out liked movies (coordinate ascent, two rounds).
 
-The members are then refitted on all of train with the same settings and seed, and the learned
-weights applied to them. The test file is never read: every weight comes from the slice of
-train. A blend is saved as one artifact holding its members'. Settings and measurements:
-``docs/models/blend.md``.
+The members are then refitted on all of train with the same seed, and the learned weights
+applied to them. A member that early-stops on a holdout of its own (a model of the shared
+training loop with ``refit``) does it once, on the carve, keeping its best epoch's weights
+there, and is refitted on all of train for that epoch count without a holdout: the one run
+its own refit would have made, without the early-stopped run before it. The test file is
+never read: every weight comes from the slice of train. A blend is saved as one artifact
+holding its members'. Settings and measurements: ``docs/models/blend.md``.
 """
 
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -31,7 +36,7 @@ from recommender.data.preprocessing import Interactions
 from recommender.data.splits import known_tags, validation_split
 from recommender.models import MODELS, make_model, model_class, model_summary
 from recommender.models.base import Context, Recommender
-from recommender.models.settings import Names, Settings
+from recommender.models.settings import Names, Settings, TowerSettings
 from recommender.topk import top_k
 
 __all__ = ["Blend", "BlendSettings", "WEIGHT_GRID", "zscore"]
@@ -94,6 +99,27 @@ def _ratings_table(data: Interactions) -> pd.DataFrame:
                          "rating": data.rating, "timestamp": data.timestamp})
 
 
+def _refits(name: str) -> bool:
+    """Whether model ``name``, by default, early-stops on a holdout of its own and then
+    retrains on all it was given for the epoch count chosen (``refit``)."""
+    defaults = model_class(name).Settings()
+    return bool(getattr(defaults, "refit", False) and getattr(defaults, "validation", 0))
+
+
+def _carve_run(name: str) -> dict[str, bool]:
+    """Settings for a member fitted on the carve: one that early-stops keeps its best
+    epoch's weights instead of retraining on the whole carve (the blend refits after)."""
+    return {"refit": False} if _refits(name) else {}
+
+
+def _final_run(name: str, carved: Recommender) -> dict[str, float | int]:
+    """Settings for a member's fit on all of train: one that early-stopped on the carve
+    trains once for the epoch count it chose there, instead of carving a holdout of its
+    own and early-stopping again (the one run its own refit would have made)."""
+    return ({"validation": 0.0, "epochs": int(carved.meta["best_epoch"])} if _refits(name)
+            else {})
+
+
 class Blend(Recommender):
     """Stacks rating models and sums z-scored list models, weights learned on validation.
 
@@ -124,9 +150,8 @@ class Blend(Recommender):
         train = _ratings_table(data)
         fit, held = validation_split(train, s.validation, seed=self.seed)
         tags = context.tags
-        inner = {name: make_model(name, seed=self.seed).fit(
-                     fit, movies=context.movies, tags=known_tags(tags, fit, held))
-                 for name in self._names()}
+        inner = self._fit_members(fit, context.movies, known_tags(tags, fit, held),
+                                  _carve_run)
         counts = (np.asarray(self.seen.sum(axis=1)).ravel(),
                   np.asarray(self.seen.sum(axis=0)).ravel())
         fit_seen = inner[s.list_members[0]].seen
@@ -134,9 +159,8 @@ class Blend(Recommender):
                       np.asarray(fit_seen.sum(axis=0)).ravel())
         self.coefficients, rating_validation = self._learn_stacking(inner, fit_counts, held)
         self.list_weights, list_validation = self._learn_list_weights(inner, held)
-        self.members = {name: make_model(name, seed=self.seed).fit(
-                            train, movies=context.movies, tags=tags)
-                        for name in self._names()}
+        self.members = self._fit_members(train, context.movies, tags,
+                                         lambda name: _final_run(name, inner[name]))
         self.counts = counts
         self.meta.update(
             validation_rmse=rating_validation, validation_ndcg=list_validation,
@@ -146,6 +170,26 @@ class Blend(Recommender):
             members=json.loads(json.dumps({n: {"settings": m.contents()[0],
                                                "meta": m.contents()[2]}
                                            for n, m in self.members.items()})))
+
+    def _fit_members(self, train: pd.DataFrame, movies: pd.DataFrame | None,
+                     tags: pd.DataFrame | None, settings: Callable[[str], dict]
+                     ) -> dict[str, Recommender]:
+        """Every member, made with ``settings(name)`` and the blend's seed, fitted on
+        ``train``. Members outside the shared training loop (``bpmf``, ``dlae``: NumPy with
+        generators of their own) fit in a second thread beside those on it, which seed
+        TensorFlow's global state and so fit one at a time in this one: the same models as
+        one after another, in about the time of the longer of the two queues on 2 cores."""
+        def fit(name: str) -> Recommender:
+            return make_model(name, seed=self.seed, **settings(name)).fit(
+                train, movies=movies, tags=tags)
+
+        names = self._names()
+        beside = [n for n in names if not issubclass(model_class(n).Settings, TowerSettings)]
+        with ThreadPoolExecutor(1, thread_name_prefix="blend-member") as pool:
+            futures = {name: pool.submit(fit, name) for name in beside}
+            fitted = {name: fit(name) for name in names if name not in futures}
+            fitted.update({name: future.result() for name, future in futures.items()})
+        return {name: fitted[name] for name in names}
 
     def _features(self, predictions: list[np.ndarray], user_index: np.ndarray,
                   item_index: np.ndarray, counts: tuple[np.ndarray, np.ndarray]) -> np.ndarray:

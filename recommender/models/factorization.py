@@ -369,9 +369,10 @@ class Regression(_Factorization):
     validation_metric = "mse"
     # SGD with the batch penalty touches only the batch's rows (Adam updates both whole
     # tables every step); 32 factors halve an epoch's and the top-K's cost at the same
-    # validation RMSE (docs/models/regression.md).
+    # validation RMSE (docs/models/regression.md). No refit: at 25M the early-stopped fit
+    # runs its 60 epochs, and a refit would run them again.
     large_data = {"penalty": "batch", "optimizer": "sgd", "batch_size": 16_384,
-                  "learning_rate": 30.0, "dim": 32}
+                  "learning_rate": 30.0, "dim": 32, "refit": False}
 
     def _target(self, rating: np.ndarray) -> np.ndarray:
         return rating.astype(np.float32)

@@ -531,10 +531,15 @@ def model_comparison(m: dict) -> Markdown:
                      f"baseline (paired t-test, {_p(best_rmse.get('rmse_p'))})")
         if others:
             nxt = others[0]
+            p = (m.get("versus_best_rmse") or {}).get(nxt["model"])
             overlap = (_ok(nxt.get("rmse_low")) and _ok(best_rmse.get("rmse_high"))
                        and nxt["rmse_low"] <= best_rmse["rmse_high"])
             text += (f". Next is {nxt['model']} ({_f(nxt['rmse'], 4)}{_interval(nxt, 'rmse')})"
-                     + (": the intervals overlap, so the order of the two is not settled by this "
+                     + (f", behind by a real margin (paired t-test on the same ratings, {_p(p)})"
+                        if _ok(p) and p < SIGNIFICANCE else
+                        f", not distinguishable from it (paired t-test on the same ratings, "
+                        f"{_p(p)})" if _ok(p) else
+                        ": the intervals overlap, so the order of the two is not settled by this "
                         "split" if overlap else ": the intervals do not overlap"))
         lines.append(text + ".")
     ranker = _best(rating_rows, ndcg)

@@ -56,6 +56,7 @@ MODEL_COLOURS = {
     "tag-text": "#000075",
     "bpmf": "#006400",
     "neighbourhood": "#00a86b",
+    "autorec": "#0b6e8a",
     "blend": "#404040",
 }
 # For names not above (a model added later, an analysis variant): picked by a hash of the

@@ -18,3 +18,21 @@ def test_a_release_is_big_from_its_number_of_ratings_unless_told(tmp_path, monke
     assert not experiment.load_experiment("ml-1m", str(tmp_path), large=False).large
     assert experiment.load_experiment("synthetic", large=True).large
     assert not experiment.load_experiment("synthetic").large
+
+
+def test_a_big_release_analyses_a_seeded_sample_of_whole_users():
+    big = experiment.load_experiment("synthetic", large=True)
+    part = big.analysis_sample(train_ratings=len(big.train) // 4)
+    users = set(part.train["userId"])
+    assert len(big.train) // 4 <= len(part.train) < len(big.train) // 2
+    # whole users: every rating of a sampled user is kept, in train, test and the release
+    for mine, whole in ((part.train, big.train), (part.test, big.test),
+                        (part.data.ratings, big.data.ratings)):
+        assert set(mine["userId"]) <= users
+        assert len(mine) == whole["userId"].isin(users).sum()
+    assert part.summary()["analysis_sample"].startswith(f"{len(users):,} of ")
+    again = big.analysis_sample(train_ratings=len(big.train) // 4)
+    assert again.train.equals(part.train)  # drawn with the experiment's seed
+    assert big.analysis_sample(train_ratings=len(big.train)) is big
+    small = experiment.load_experiment("synthetic")
+    assert small.analysis_sample(train_ratings=10) is small  # never on a small release

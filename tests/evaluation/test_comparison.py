@@ -7,7 +7,7 @@ import pytest
 from recommender.evaluation import settings_for
 from recommender.evaluation.comparison import (bootstrap_ci, compare, paired_p_value,
                                     precision_recall_at_k, rmse_by_activity)
-from recommender.evaluation import fit_and_evaluate
+from recommender.evaluation import evaluate, fit_and_evaluate
 
 BASELINES = ["global-mean", "baseline", "popularity", "ease"]
 
@@ -72,6 +72,29 @@ def test_curves_at_k_match_the_evaluation(split):
     assert at_10["precision"] == pytest.approx(result.metrics["precision@10"])
     assert at_10["recall"] == pytest.approx(result.metrics["recall@10"])
     assert curve["recall"].is_monotonic_increasing
+
+
+def test_one_ranking_pass_gives_the_metrics_at_k_and_the_curves(split):
+    """evaluate(depth=50) ranks once: its metrics are those of the top-10 lists, and the
+    curves from its lists equal the curves from a second pass."""
+    train, test = split
+    model = fit_and_evaluate("ease", train, test)[0]
+    plain = evaluate(model, test, k=10)
+    deep = evaluate(model, test, k=10, depth=50)
+    assert deep.recommended.shape[1] == 50
+    np.testing.assert_array_equal(deep.recommended[:, :10], plain.recommended)
+    assert ({m: v for m, v in deep.metrics.items() if m != "score_seconds"}
+            == {m: v for m, v in plain.metrics.items() if m != "score_seconds"})
+    pd.testing.assert_frame_equal(precision_recall_at_k(model, test, 50, deep.recommended),
+                                  precision_recall_at_k(model, test, 50))
+
+
+def test_squared_errors_allow_paired_tests_between_rating_models(baselines, split):
+    errors = baselines.squared_errors
+    assert list(errors) == ["global-mean", "baseline"]  # the rating models, in order
+    assert len(errors) == len(split[1])
+    table = baselines.table.set_index("model")
+    assert np.sqrt(errors.mean()).to_numpy() == pytest.approx(table.loc[list(errors), "rmse"])
 
 
 def test_rmse_by_activity_buckets_users_by_train_ratings():

@@ -122,6 +122,8 @@ def test_evaluate_refuses_a_list_length_below_one(synthetic_small):
     model = make_model("popularity").fit(synthetic_small.ratings)
     with pytest.raises(UsageError, match="k \\(the list length\\)"):
         evaluate(model, synthetic_small.ratings, k=0)
+    with pytest.raises(UsageError, match="depth must be a whole number"):
+        evaluate(model, synthetic_small.ratings, k=10, depth=0)
 
 
 def test_fit_and_evaluate_hides_tags_on_held_out_ratings(synthetic_small, monkeypatch):

@@ -3,6 +3,8 @@ every table it is fitted on and asked about), the stacking is the ridge solution
 slice, the list weights come from the grid, and members are named as registered models.
 What every model does (save/load, fold-in, settings) is in test_contract.py."""
 
+import threading
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -11,9 +13,11 @@ from recommender import metrics
 from recommender.core.errors import SettingError
 from recommender.data.splits import per_user_split, validation_split
 from recommender.data.synthetic import make_synthetic
+import recommender.models.blend as blend_module
 from recommender.models import MODELS, make_model
 from recommender.models.baselines import Biases
 from recommender.models.blend import WEIGHT_GRID, zscore
+from recommender.models.factorization import Regression, RegressionSettings
 
 
 class SpyBiases(Biases):
@@ -119,6 +123,77 @@ def test_a_blend_of_bpmf_and_the_biases_predicts_better_than_the_biases(split):
             for name, model in [("blend", blend), *blend.members.items()]
             if model.predicts_ratings}
     assert rmse["blend"] < rmse["baseline"] - 0.02, rmse
+
+
+class QuickRegressionSettings(RegressionSettings):
+    """`regression`'s settings, small enough for a test (it early-stops and refits)."""
+
+    dim: int = 4
+    epochs: int = 30
+    patience: int = 1
+    learning_rate: float = 0.3
+
+
+class QuickRegression(Regression):
+    """`regression` with :class:`QuickRegressionSettings`."""
+
+    name = "quick-regression"
+    Settings = QuickRegressionSettings
+
+
+def test_a_member_that_early_stops_does_it_once_and_refits_for_the_carve_epoch_count(
+        split, monkeypatch):
+    """On the carve the member early-stops on its own holdout and keeps its best epoch (no
+    retraining on the whole carve); on all of train it trains once, for that epoch count,
+    with no holdout of its own (no second early stopping)."""
+    monkeypatch.setitem(MODELS, "quick-regression", f"{__name__}:QuickRegression")
+    made = []
+
+    def recording(name, seed=0, **settings):
+        made.append(make_model(name, seed=seed, **settings))
+        return made[-1]
+
+    monkeypatch.setattr(blend_module, "make_model", recording)
+    train, _ = split
+    blend = blend_module.Blend(seed=1, rating_members=("quick-regression",),
+                               list_members=("ease",)).fit(train)
+    carved, final = [m for m in made if m.name == "quick-regression"]
+    assert carved.settings.refit is False and carved.settings.validation > 0
+    assert len(carved.history) == 1 and 1 <= carved.meta["best_epoch"] < 30
+    assert final.settings.validation == 0 and final.meta["refit"] is False
+    assert final.settings.epochs == carved.meta["best_epoch"] == final.meta["epochs_run"]
+    assert blend.members["quick-regression"] is final
+    # models without early stopping (ease) are fitted with their shipped settings both times
+    assert [m.settings for m in made if m.name == "ease"] == [make_model("ease").settings] * 2
+
+
+def test_members_outside_the_training_loop_fit_beside_it_with_the_same_result(
+        split, spy, monkeypatch):
+    """The NumPy member fits in a second thread, the TensorFlow one in this thread (the
+    shared loop seeds TensorFlow globally, one fit at a time); the blend is the same as
+    with every member fitted one after another."""
+    monkeypatch.setitem(MODELS, "quick-regression", f"{__name__}:QuickRegression")
+    threads = {}
+    for cls in (SpyBiases, QuickRegression):
+        def fit(self, *args, _fit=cls.fit, **kwargs):
+            threads[self.name] = threading.current_thread().name
+            return _fit(self, *args, **kwargs)
+        monkeypatch.setattr(cls, "fit", fit)
+    train, test = split
+    members = {"rating_members": ("quick-regression", "spy"), "list_members": ("ease",)}
+    beside = blend_module.Blend(seed=2, **members).fit(train)
+    assert threads["spy"].startswith("blend-member")
+    assert threads["quick-regression"] == threading.current_thread().name
+
+    def one_after_another(self, table, movies, tags, settings):
+        return {name: make_model(name, seed=self.seed, **settings(name)).fit(
+                    table, movies=movies, tags=tags) for name in self._names()}
+
+    monkeypatch.setattr(blend_module.Blend, "_fit_members", one_after_another)
+    serial = blend_module.Blend(seed=2, **members).fit(train)
+    np.testing.assert_array_equal(beside.coefficients, serial.coefficients)
+    np.testing.assert_array_equal(beside.predict(test["userId"], test["movieId"]),
+                                  serial.predict(test["userId"], test["movieId"]))
 
 
 def test_a_blend_with_a_time_aware_member_passes_the_dates_on(split):

@@ -44,6 +44,22 @@ def test_liked_pairs_sit_closer_than_disliked_ones(fitted):
 
 
 @pytest.mark.slow
+def test_pair_similarity_in_small_batches_of_users_is_the_cosine_of_each_pair(fitted,
+                                                                             monkeypatch):
+    from recommender.reporting.analysis import content
+
+    data, train, test, model = fitted
+    monkeypatch.setattr(content, "_SCORED_AT_ONCE", 1_000)  # a few users per batch
+    pairs = content.pair_similarity(model, train, test).sort_index()
+    for user, movie, similarity in pairs[["userId", "movieId", "similarity"]].sample(
+            50, random_state=0).itertuples(index=False):
+        alone = model.fold_in(train[train["userId"] == user], np.array([movie]))[0, 0]
+        assert similarity == pytest.approx(alone, abs=1e-5)
+    assert (pairs[["userId", "movieId"]].to_numpy()
+            == test.sort_index()[["userId", "movieId"]].to_numpy()).all()
+
+
+@pytest.mark.slow
 def test_one_run_early_stopped_on_held_out_pairs_by_default(fitted):
     data, train, test, model = fitted
     meta = model.meta

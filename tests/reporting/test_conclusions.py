@@ -220,3 +220,14 @@ def test_comparison_reads_the_spread_over_seeds():
     text = conclusions_for("07_model_comparison", metrics)
     assert "Over seeds 0, 1, 2" in text and "softmax 0.3060 ± 0.0020" in text
     assert "not this run's best (ease-rated)" in text
+
+
+def test_comparison_says_whether_the_best_rating_model_really_beats_the_next():
+    metrics = _comparison(p_runner_up=0.4)
+    metrics["versus_best_rmse"] = {"baseline": 3e-9}
+    text = conclusions_for("07_model_comparison", metrics)
+    assert ("Next is baseline (0.8900 [0.860, 0.920]), behind by a real margin (paired "
+            "t-test on the same ratings, p = 3.0e-09)") in text
+    metrics["versus_best_rmse"] = {"baseline": 0.2}
+    text = conclusions_for("07_model_comparison", metrics)
+    assert "not distinguishable from it (paired t-test on the same ratings, p = 0.2)" in text

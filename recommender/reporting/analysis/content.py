@@ -21,6 +21,8 @@ from recommender.models.tag_text import TagText
 
 __all__ = ["method_comparison", "pair_similarity"]
 
+_SCORED_AT_ONCE = 1 << 24  # user-movie scores held at once by pair_similarity (64 MiB)
+
 
 class _ByMethod:
     """One way of recommending of a fitted feature-embedding model, behind the ``fold_in``
@@ -67,13 +69,22 @@ def pair_similarity(model: TagText, history: pd.DataFrame, pairs: pd.DataFrame) 
             ``history`` have an empty text and are dropped.
 
     Returns:
-        ``pairs`` with ``similarity`` and ``liked`` (rating >= the model's ``like``).
+        ``pairs`` (by user) with ``similarity`` and ``liked`` (rating >= the model's ``like``).
     """
-    pairs = pairs[pairs["userId"].isin(history["userId"])]
-    movies = np.unique(pairs["movieId"])
-    scores = model.fold_in(history[history["userId"].isin(pairs["userId"])], movies)
-    users = np.unique(pairs["userId"])
-    similarity = scores[np.searchsorted(users, pairs["userId"]),
-                        np.searchsorted(movies, pairs["movieId"])]
+    pairs = pairs[pairs["userId"].isin(history["userId"])].sort_values("userId", kind="stable")
+    pair_users = pairs["userId"].to_numpy()
+    users = np.unique(pair_users)
+    # users in batches, so that a batch's scores (users x its movies) stay small
+    step = max(1, _SCORED_AT_ONCE // max(pairs["movieId"].nunique(), 1))
+    similarity = np.empty(len(pairs), np.float32)
+    for start in range(0, len(users), step):
+        batch = users[start:start + step]
+        lo = np.searchsorted(pair_users, batch[0], side="left")
+        hi = np.searchsorted(pair_users, batch[-1], side="right")
+        movie_ids = pairs["movieId"].to_numpy()[lo:hi]
+        movies = np.unique(movie_ids)
+        scores = model.fold_in(history[history["userId"].isin(batch)], movies)
+        similarity[lo:hi] = scores[np.searchsorted(batch, pair_users[lo:hi]),
+                                   np.searchsorted(movies, movie_ids)]
     return pairs.assign(similarity=similarity,
                         liked=pairs["rating"].to_numpy() >= model.settings.like)
