@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from recommender.core.errors import UsageError
 from recommender.core.config import data_dir as resolve_data_dir
 from recommender.data.releases import MovieLens, load_movielens
 
@@ -61,6 +62,10 @@ class Experiment:
         not a big release or its train is no larger. What a big release's analysis sections
         run on."""
         train_ratings = ANALYSIS_TRAIN_RATINGS if train_ratings is None else train_ratings
+        if isinstance(train_ratings, bool) or not isinstance(train_ratings, int) \
+                or train_ratings < 1:
+            raise UsageError(f"analysis_ratings must be a whole number of ratings >= 1 "
+                             f"(got {train_ratings!r})")
         if not self.large or len(self.train) <= train_ratings:
             return self
         counts = self.train["userId"].value_counts()

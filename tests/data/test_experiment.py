@@ -36,3 +36,14 @@ def test_a_big_release_analyses_a_seeded_sample_of_whole_users():
     assert big.analysis_sample(train_ratings=len(big.train)) is big
     small = experiment.load_experiment("synthetic")
     assert small.analysis_sample(train_ratings=10) is small  # never on a small release
+
+
+def test_a_bad_analysis_sample_size_is_one_clear_error():
+    import pytest
+
+    from recommender.core.errors import UsageError
+
+    big = experiment.load_experiment("synthetic", large=True)
+    for bad in (0, -5, 2.5, "many", True):
+        with pytest.raises(UsageError, match="analysis_ratings must be a whole number"):
+            big.analysis_sample(bad)
