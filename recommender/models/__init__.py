@@ -17,7 +17,7 @@ from recommender.models.artifacts import read_artifact
 from recommender.models.base import Context, Recommender
 from recommender.models.settings import Settings
 
-__all__ = ["MODELS", "OUTSIDE_COMPARISON", "Recommender", "Context", "Settings", "model_class", "make_model",
+__all__ = ["MODELS", "Recommender", "Context", "Settings", "model_class", "make_model",
            "load_model", "model_summary"]
 
 MODELS: dict[str, str] = {
@@ -43,13 +43,6 @@ MODELS: dict[str, str] = {
     "autorec": "recommender.models.autorec:AutoRec",
     "time-biases": "recommender.models.time_biases:TimeBiases",
     "blend": "recommender.models.blend:Blend",
-}
-
-# Models that notebook 07's every-model comparison (and so `make run`) leaves out, with the
-# reason; `benchmarks/u20.py` measures them.
-OUTSIDE_COMPARISON: dict[str, str] = {
-    "autorec": "about 27 s more for make run, whose 300 s budget is issue 21's",
-    "blend": "about 45 s more for make run (measured: 341 s with it, over the 300 s budget)",
 }
 
 

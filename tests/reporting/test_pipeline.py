@@ -17,14 +17,12 @@ import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
 from recommender.core.config import PROJECT_ROOT
-from recommender.models import MODELS, OUTSIDE_COMPARISON
+from recommender.models import MODELS
 from recommender.reporting.conclusions import conclusions_for
 from recommender.reporting.guide import NOTEBOOKS, ORIGINS, notebook_of
 from recommender.reporting.runner import NotebookFailed, notebook_paths, run_notebooks
 
 pytestmark = pytest.mark.slow
-
-COMPARED = [name for name in MODELS if name not in OUTSIDE_COMPARISON]  # what notebook 07 fits
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +109,7 @@ def test_index_opens_with_what_the_run_is_then_the_verdict_then_the_origins(quic
 def test_index_links_every_model_to_the_notebook_that_explains_it(quick_run):
     page = (quick_run.reports_dir / "index.html").read_text()
     comparison, rest = page.split("<h2>Notebooks</h2>")
-    for name in COMPARED:
+    for name in MODELS:
         assert f"<td><a href='{notebook_of(name)}.html'>{name}</a></td>" in comparison, name
     for origin in ORIGINS:
         assert f"{origin.number} {origin.name}" in comparison
@@ -124,7 +122,7 @@ def test_index_links_every_model_to_the_notebook_that_explains_it(quick_run):
 
 def test_comparison_metrics_list_every_model_with_intervals(quick_run):
     doc = json.loads((quick_run.reports_dir / "metrics" / "07_model_comparison.json").read_text())
-    assert [row["model"] for row in doc["table"]] == COMPARED
+    assert [row["model"] for row in doc["table"]] == list(MODELS)
     assert all(row["ndcg@10_low"] <= row["ndcg@10"] <= row["ndcg@10_high"]
                for row in doc["table"])
 
@@ -313,8 +311,10 @@ def test_a_run_never_moves_the_process_and_kernels_start_in_the_run_folder(tmp_p
     assert not (tmp_path.parent / "reports").exists() and not list(tmp_path.glob("*.txt"))
 
 
-def test_side_by_side_notebooks_start_longest_first_and_unlisted_ones_last():
+def test_side_by_side_notebooks_start_in_the_listed_order_and_unlisted_ones_last():
     from recommender.reporting.runner import START_ORDER, start_order
+
+    assert START_ORDER.index("02") < START_ORDER.index("04")  # 04 reuses 02's saved model
 
     names = ["01_a.ipynb", "02_b.ipynb", "03_c.ipynb", "04_d.ipynb", "05_e.ipynb",
              "06_f.ipynb", "08_new.ipynb", "09_newer.ipynb"]
