@@ -41,6 +41,7 @@ MODELS: dict[str, str] = {
     "bpmf": "recommender.models.bpmf:BPMF",
     "neighbourhood": "recommender.models.neighbourhood:Neighbourhood",
     "autorec": "recommender.models.autorec:AutoRec",
+    "recvae": "recommender.models.recvae:RecVAE",
     "time-biases": "recommender.models.time_biases:TimeBiases",
     "blend": "recommender.models.blend:Blend",
 }

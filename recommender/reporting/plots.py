@@ -57,6 +57,7 @@ MODEL_COLOURS = {
     "bpmf": "#006400",
     "neighbourhood": "#00a86b",
     "autorec": "#0b6e8a",
+    "recvae": "#b03060",
     "blend": "#404040",
 }
 # For names not above (a model added later, an analysis variant): picked by a hash of the
