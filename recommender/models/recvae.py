@@ -106,12 +106,11 @@ class _Encoder(tf.Module):
 
     def __call__(self, first: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """``(mu, log sigma^2)`` from the first layer's product ``x K_1``."""
-        total = None
-        h = first
+        h, total = first, 0.0
         for n, ((kernel, bias), (gain, shift)) in enumerate(zip(self.layers, self.norms)):
-            into = (h if n == 0 else h @ kernel) + bias + (0.0 if total is None else total)
+            into = (h if n == 0 else h @ kernel) + bias + total
             h = _layer_norm(tf.nn.silu(into), gain, shift)
-            total = h if total is None else total + h
+            total = total + h
         out = h @ self.posterior[0] + self.posterior[1]
         return out[:, : self.latent], out[:, self.latent:]
 
