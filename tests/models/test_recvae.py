@@ -9,8 +9,6 @@ import pytest
 import scipy.sparse as sp
 import tensorflow as tf
 
-from recommender.data.splits import per_user_split
-from recommender.data.synthetic import planted_clusters
 from recommender.evaluation import fit_and_evaluate
 from recommender.models import make_model
 from recommender.models.recvae import _Batches, composite_prior
@@ -18,17 +16,6 @@ from recommender.models.recvae import _Batches, composite_prior
 SMALL = {"hidden": 16, "depth": 2, "latent": 8, "batch_size": 64}
 FAST = {**SMALL, "epochs": 40, "patience": 40, "refit": False, "learning_rate": 3e-3,
         "dropout": 0.5}
-
-
-@pytest.fixture(scope="module")
-def data():
-    """Planted taste clusters: 4 genres of 50 movies, each user watches 20 of one genre."""
-    return planted_clusters(n_clusters=4, movies_per_cluster=50, n_users=400, per_user=20)
-
-
-@pytest.fixture(scope="module")
-def split(data):
-    return per_user_split(data[0], 0.2, seed=3)
 
 
 @pytest.fixture(scope="module")
@@ -128,11 +115,6 @@ def test_phases_alternate_and_the_prior_remembers_the_encoder(split):
 @pytest.fixture(scope="module")
 def fitted(split):
     return fit_and_evaluate("recvae", *split, **FAST)
-
-
-@pytest.fixture(scope="module")
-def popularity(split):
-    return fit_and_evaluate("popularity", *split)[1].metrics["ndcg@10"]
 
 
 @pytest.mark.slow  # trains the model (the fast suite fits it once, in test_contract.py)

@@ -5,8 +5,6 @@ sampler and losses are in test_neural.py; what every model does in test_contract
 import numpy as np
 import pytest
 
-from recommender.data.splits import per_user_split
-from recommender.data.synthetic import planted_clusters
 from recommender.evaluation import fit_and_evaluate
 from recommender.models.ease import EASE
 from recommender.reporting.analysis.sampling import folding, folding_comparison, genre_similarity
@@ -16,23 +14,6 @@ from recommender.reporting.analysis.sampling import folding, folding_comparison,
 pytestmark = pytest.mark.slow
 
 FAST = {"epochs": 25, "patience": 5, "refit": False, "wide": False}  # the deep softmax alone
-
-
-@pytest.fixture(scope="module")
-def data():
-    """Planted taste clusters: 4 genres of 50 movies; each user watches 20 movies of one
-    genre, movie popularity within a genre follows Zipf, so popularity alone is weak."""
-    return planted_clusters(n_clusters=4, movies_per_cluster=50, n_users=400, per_user=20)
-
-
-@pytest.fixture(scope="module")
-def split(data):
-    return per_user_split(data[0], 0.2, seed=3)
-
-
-@pytest.fixture(scope="module")
-def popularity(split):
-    return fit_and_evaluate("popularity", *split)[1].metrics["ndcg@10"]
 
 
 @pytest.fixture(scope="module")

@@ -6,23 +6,10 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from recommender.data.splits import per_user_split
-from recommender.data.synthetic import planted_clusters
 from recommender.evaluation import fit_and_evaluate
 from recommender.models.softmax_dnn import SoftmaxDNNSettings, _Batches
 
 FAST = {"epochs": 15, "patience": 15, "refit": False, "hidden": [32], "batch_size": 64}
-
-
-@pytest.fixture(scope="module")
-def data():
-    """Planted taste clusters: 4 genres of 50 movies, each user watches 20 of one genre."""
-    return planted_clusters(n_clusters=4, movies_per_cluster=50, n_users=400, per_user=20)
-
-
-@pytest.fixture(scope="module")
-def split(data):
-    return per_user_split(data[0], 0.2, seed=3)
 
 
 @pytest.fixture(scope="module")
@@ -46,11 +33,6 @@ def test_batches_drop_input_and_target_the_whole_history(loss):
         for b in range(20):
             own = np.isin(batch["candidates"], history[b].indices)
             np.testing.assert_array_equal(batch["hits"][b], own)
-
-
-@pytest.fixture(scope="module")
-def popularity(split):
-    return fit_and_evaluate("popularity", *split)[1].metrics["ndcg@10"]
 
 
 @pytest.mark.slow  # trains the model (the fast suite fits it once, in test_contract.py)
