@@ -197,3 +197,21 @@ def fold_in_agreement(model: Recommender, train: pd.DataFrame) -> float:
     user = int(model.users.ids[0])
     folded = model.fold_in(train[train["userId"] == user])[0]
     return float(np.corrcoef(folded, model.score(np.array([0]))[0])[0, 1])
+
+
+def newcomer_cluster_share(model: Recommender, movies: pd.DataFrame, tolerance: float) -> int:
+    """How many of the 20 best movies for a newcomer who rated movies 1-5 (all of planted
+    cluster "Genre 0") are in that cluster, after checking that folding in the first train
+    user's own history repeats their scores (to ``tolerance``) and that an unknown movie
+    scores -inf."""
+    own = model.seen[0].indices
+    history = pd.DataFrame({"userId": model.users.ids[0], "movieId": model.items.decode(own),
+                            "rating": np.float32(4.0)})
+    np.testing.assert_allclose(model.fold_in(history), model.score([0]), rtol=tolerance,
+                               atol=tolerance)
+    newcomer = pd.DataFrame({"userId": 10_000, "movieId": [1, 2, 3, 4, 5], "rating": 4.0})
+    assert np.isneginf(model.fold_in(newcomer, movie_ids=[10**9])).all()
+    scores = model.fold_in(newcomer, movie_ids=movies["movieId"])[0]
+    genre = {m: g[0] for m, g in zip(movies["movieId"], movies["genres"])}
+    top = movies["movieId"].to_numpy()[np.argsort(-scores)[:20]]
+    return sum(genre[m] == "Genre 0" for m in top)
